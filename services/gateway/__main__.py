@@ -1,0 +1,27 @@
+"""`faultline gateway`: the ingest HTTP service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.gateway.app import create_app
+from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
+
+
+def main() -> None:
+    setup_logging("gateway")
+    use_uvloop()
+    settings = resolve_urls(load_settings())
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.gateway_port,
+        shutdown_timeout=settings.shutdown_grace,
+        access_log=None,
+        print=None,
+        reuse_port=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The ingest gateway: authenticate, parse, queue. PostgreSQL is never on the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from services.gateway import routes
+from services.gateway.publisher import Publisher, ensure_group
+from services.gateway.state import KEYS, PUBLISHER, REDIS, SETTINGS
+from shared.db import create_pool
+from shared.keys import KeyCache
+from shared.settings import Settings
+from shared.web import error_middleware
+
+
+async def _background(*coros: object) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
+    yield
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    assert s.redis_url
+    client = aioredis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    app[REDIS] = client
+    try:
+        await ensure_group(client, s.notices_stream)
+    except Exception:
+        await client.aclose()
+        raise
+    publisher = Publisher(client, s.notices_stream, s.backlog_limit)
+    app[PUBLISHER] = publisher
+    async for _ in _background(publisher.run(), publisher.watch_backlog()):
+        yield
+    await client.aclose()
+
+
+async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    assert s.database_url
+    pool = await create_pool(s.database_url, min_size=1, max_size=2)
+    cache = KeyCache(pool, s.key_refresh)
+    await cache.reload()
+    app[KEYS] = cache
+    async for _ in _background(cache.run()):
+        yield
+    await asyncio.wait_for(pool.close(), 5)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(keys_ctx)
+    app.add_routes(routes.table())
+    return app

@@ -1,0 +1,42 @@
+"""The query service: reads, management writes and location look-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.query import deploys, errors
+from services.query.state import KEYS, POOL, SETTINGS
+from shared.db import create_pool
+from shared.keys import KeyCache
+from shared.settings import Settings
+from shared.web import error_middleware, health, root
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    assert s.database_url
+    pool = await create_pool(s.database_url, min_size=1, max_size=10, command_timeout=30)
+    app[POOL] = pool
+    cache = KeyCache(pool, s.key_refresh)
+    await cache.reload()
+    app[KEYS] = cache
+    task = asyncio.create_task(cache.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(pool.close(), 5)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(pool_ctx)
+    app.add_routes([web.get("/", root), web.get("/healthz", health)])
+    app.add_routes(errors.routes())
+    app.add_routes(deploys.routes())
+    return app

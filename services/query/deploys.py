@@ -1,0 +1,96 @@
+"""Deploys: `/v1/deploys`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.query import serialize
+from services.query.auth import require_user
+from services.query.errors import not_found, path_int
+from services.query.json_body import json_hash
+from services.query.pagination import Page, int_param
+from services.query.state import KEYS, POOL
+from shared.web import ApiError, json_response
+
+COLUMNS = "id, project_id, environment, author, repository, revision, created_at, updated_at"
+
+
+def validation(errors: list[dict[str, str]]) -> ApiError:
+    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
+
+
+async def list_deploys(request: web.Request) -> web.Response:
+    require_user(request)
+    page = Page.from_request(request)
+    project_id = int_param(request, "project_id", None)
+    environment = request.query.get("environment") or None
+    where = "($1::int IS NULL OR project_id = $1) AND ($2::text IS NULL OR environment = $2)"
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM deploys WHERE {where}"
+            " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+            project_id, environment, page.per_page, page.offset,
+        )
+        total = await conn.fetchval(f"SELECT count(*) FROM deploys WHERE {where}", project_id, environment)
+    return json_response([serialize.deploy(r) for r in rows],
+                         headers={"Link": page.link_header(request, total)})
+
+
+async def get_deploy(request: web.Request) -> web.Response:
+    require_user(request)
+    deploy_id = path_int(request, "id", "Deploy")
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM deploys WHERE id = $1", deploy_id)
+    if row is None:
+        raise not_found("Deploy")
+    return json_response(serialize.deploy(row))
+
+
+def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]:
+    errors: list[dict[str, str]] = []
+    out: dict[str, Any] = {}
+    for field in ("environment", "author", "repository", "revision"):
+        value = data.get(field)
+        if value is not None and not isinstance(value, str):
+            errors.append({"resource": "Deploy", "field": field, "code": "invalid"})
+        out[field] = value or None
+    if not out["environment"] and not any(e["field"] == "environment" for e in errors):
+        errors.append({"resource": "Deploy", "field": "environment", "code": "missing_field"})
+    project_id = data.get("project_id")
+    projects = request.app[KEYS].projects
+    if project_id is None and len(projects) == 1:
+        project_id = next(iter(projects))  # one project: nothing to choose
+    if project_id is None:
+        errors.append({"resource": "Deploy", "field": "project_id", "code": "missing_field"})
+    elif not isinstance(project_id, int) or isinstance(project_id, bool):
+        errors.append({"resource": "Deploy", "field": "project_id", "code": "invalid"})
+    if errors:
+        raise validation(errors)
+    out["project_id"] = project_id
+    return out
+
+
+async def create_deploy(request: web.Request) -> web.Response:
+    require_user(request)
+    fields = _deploy_fields(request, await json_hash(request))
+    async with request.app[POOL].acquire() as conn:
+        if not await conn.fetchval("SELECT true FROM projects WHERE id = $1", fields["project_id"]):
+            raise validation([{"resource": "Project", "field": "project_id", "code": "missing"}])
+        row = await conn.fetchrow(
+            "INSERT INTO deploys (project_id, environment, author, repository, revision)"
+            f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+            fields["project_id"], fields["environment"], fields["author"], fields["repository"],
+            fields["revision"],
+        )
+    return json_response(serialize.deploy(row), status=201,
+                         headers={"Location": f"/v1/deploys/{row['id']}"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/deploys", list_deploys),
+        web.post("/v1/deploys", create_deploy),
+        web.get("/v1/deploys/{id}", get_deploy),
+    ]

@@ -1,0 +1,146 @@
+"""Errors and their notices: `/v1/errors...`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from services.query import serialize
+from services.query.auth import require_user
+from services.query.json_body import json_hash
+from services.query.pagination import Page, bool_param, int_param, invalid
+from services.query.state import POOL
+from shared.ids import uuid7_ms
+from shared.timeutil import UTC
+from shared.web import ApiError, json_response
+
+ERROR_COLUMNS = """id, project_id, environment, fingerprint, grouping_version, type, exception, message,
+    file, last_notice_id, last_notice_at, notices_count, first_notice_at, most_recent_notice_at,
+    created_at, updated_at, resolved, resolved_at, regressed_at"""
+NOTICE_COLUMNS = """id, received_at, project_id, error_id, location_id, protocol, type, environment,
+    exception, message, occurred_at"""
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def path_int(request: web.Request, name: str, what: str) -> int:
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        raise not_found(what) from None
+    if not 0 < value < 1 << 63:
+        raise not_found(what)
+    return value
+
+
+async def list_errors(request: web.Request) -> web.Response:
+    require_user(request)
+    page = Page.from_request(request)
+    include_resolved = bool_param(request, "resolved", False)
+    project_id = int_param(request, "project_id", None)
+    where = "($1::int IS NULL OR project_id = $1) AND ($2 OR NOT resolved)"
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {ERROR_COLUMNS} FROM errors WHERE {where}"
+            " ORDER BY most_recent_notice_at DESC, id DESC LIMIT $3 OFFSET $4",
+            project_id, include_resolved, page.per_page, page.offset,
+        )
+        total = await conn.fetchval(f"SELECT count(*) FROM errors WHERE {where}", project_id, include_resolved)
+    return json_response([serialize.error(r) for r in rows],
+                         headers={"Link": page.link_header(request, total)})
+
+
+async def _error_detail(conn: Any, error_id: int) -> dict[str, Any]:
+    row = await conn.fetchrow(f"SELECT {ERROR_COLUMNS} FROM errors WHERE id = $1", error_id)
+    if row is None:
+        raise not_found("Error")
+    body = None
+    if row["last_notice_id"] is not None:
+        body = await conn.fetchval(
+            "SELECT body FROM notices WHERE id = $1 AND received_at = $2",
+            row["last_notice_id"], row["last_notice_at"],
+        )
+    return serialize.error(row, body, detail=True)
+
+
+async def get_error(request: web.Request) -> web.Response:
+    require_user(request)
+    error_id = path_int(request, "id", "Error")
+    async with request.app[POOL].acquire() as conn:
+        return json_response(await _error_detail(conn, error_id))
+
+
+async def update_error(request: web.Request) -> web.Response:
+    require_user(request)
+    error_id = path_int(request, "id", "Error")
+    data = await json_hash(request)
+    resolved = data.get("resolved")
+    if "resolved" in data and not isinstance(resolved, bool):
+        raise invalid("Error", "resolved")
+    async with request.app[POOL].acquire() as conn:
+        if isinstance(resolved, bool):
+            status = await conn.execute(
+                "UPDATE errors SET resolved = $2, resolved_at = CASE WHEN $2 THEN now() END,"
+                " updated_at = now() WHERE id = $1",
+                error_id, resolved,
+            )
+            if status.endswith(" 0"):
+                raise not_found("Error")
+        return json_response(await _error_detail(conn, error_id))
+
+
+async def list_notices(request: web.Request) -> web.Response:
+    require_user(request)
+    error_id = path_int(request, "error_id", "Error")
+    page = Page.from_request(request)
+    async with request.app[POOL].acquire() as conn:
+        total = await conn.fetchval("SELECT notices_count FROM errors WHERE id = $1", error_id)
+        if total is None:
+            raise not_found("Error")
+        rows = await conn.fetch(
+            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
+            " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+            error_id, page.per_page, page.offset,
+        )
+    return json_response([serialize.notice(r) for r in rows],
+                         headers={"Link": page.link_header(request, total)})
+
+
+def notice_key(raw: str) -> tuple[uuid.UUID, dt.datetime]:
+    """A notice id and the partition time inside it; 404 for anything that is not one."""
+    try:
+        nid = uuid.UUID(raw)
+    except ValueError:
+        raise not_found("Notice") from None
+    return nid, dt.datetime.fromtimestamp(uuid7_ms(nid) / 1000, UTC)
+
+
+async def get_notice(request: web.Request) -> web.Response:
+    require_user(request)
+    error_id = path_int(request, "error_id", "Error")
+    nid, received = notice_key(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(
+            f"SELECT {NOTICE_COLUMNS}, body FROM notices"
+            " WHERE id = $1 AND received_at = $2 AND error_id = $3",
+            nid, received, error_id,
+        )
+    if row is None:
+        raise not_found("Notice")
+    return json_response(serialize.notice(row, detail=True))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/errors", list_errors),
+        web.get("/v1/errors/{id}", get_error),
+        web.patch("/v1/errors/{id}", update_error),
+        web.post("/v1/errors/{id}", update_error),
+        web.get("/v1/errors/{error_id}/notices", list_notices),
+        web.get("/v1/errors/{error_id}/notices/{id}", get_notice),
+    ]

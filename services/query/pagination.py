@@ -1,0 +1,82 @@
+"""`page` / `per_page` parameters and the `Link` header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from services.query.state import SETTINGS
+from shared.web import ApiError
+
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+
+
+def invalid(resource: str, field: str) -> ApiError:
+    return ApiError(422, "Validation failed", {
+        "message": "Validation failed",
+        "errors": [{"resource": resource, "field": field, "code": "invalid"}],
+    })
+
+
+def int_param(request: web.Request, name: str, default: int | None, lo: int = 1,
+              resource: str = "Query") -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(resource, name) from None
+    if value < lo:
+        raise invalid(resource, name)
+    return value
+
+
+def bool_param(request: web.Request, name: str, default: bool | None) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "t"):
+        return True
+    if lowered in ("false", "0", "no", "f"):
+        return False
+    raise invalid("Query", name)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    page: int
+    per_page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    @classmethod
+    def from_request(cls, request: web.Request) -> Page:
+        page = int_param(request, "page", 1, resource="Pagination") or 1
+        per_page = int_param(request, "per_page", DEFAULT_PER_PAGE, resource="Pagination") or 1
+        return cls(page, min(per_page, MAX_PER_PAGE))
+
+    def link_header(self, request: web.Request, total: int) -> str:
+        """RFC 8288 links: first, prev, next, last (prev/next only where they exist)."""
+        last = max(1, -(-total // self.per_page))
+        links = []
+
+        def url(page: int) -> str:
+            query = {k: v for k, v in request.query.items() if k not in ("page", "per_page")
+                     and k not in ("api_key", "access_token", "auth_token", "key", "apikey")}
+            query.update(page=str(page), per_page=str(self.per_page))
+            return f"{request.app[SETTINGS].public_url}{request.path}?{urlencode(query)}"
+
+        links.append(f'<{url(1)}>; rel="first"')
+        if self.page > 1:
+            links.append(f'<{url(min(self.page - 1, last))}>; rel="prev"')
+        if self.page < last:
+            links.append(f'<{url(self.page + 1)}>; rel="next"')
+        links.append(f'<{url(last)}>; rel="last"')
+        return ", ".join(links)

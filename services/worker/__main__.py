@@ -1,0 +1,66 @@
+"""`faultline worker`: one consumer process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import redis.asyncio as aioredis
+
+from services.worker import store
+from services.worker.consumer import Consumer
+from shared import db
+from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
+
+logger = logging.getLogger(__name__)
+
+
+async def _init(conn: object) -> None:
+    await db.init_connection(conn)  # type: ignore[arg-type]
+    await store.init_connection(conn)  # type: ignore[arg-type]
+
+
+async def serve() -> None:
+    settings = resolve_urls(load_settings())
+    assert settings.redis_url and settings.database_url
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, init=_init)
+    consumer = Consumer(settings, redis, pool)
+    logger.info("worker started consumer=%s stream=%s", consumer.name, settings.notices_stream)
+    task = asyncio.create_task(consumer.run(stop))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # a crash: raise it, exit non-zero, and let the supervisor restart us
+        # Stop reading; let the batch in flight finish and be acknowledged within the grace period.
+        try:
+            await asyncio.wait_for(asyncio.shield(task), settings.shutdown_grace)
+        except asyncio.TimeoutError:
+            logger.warning("worker did not finish its batch in %.0fs; cancelling", settings.shutdown_grace)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+        logger.info("worker stopped consumer=%s stored=%d dead=%d", consumer.name, consumer.stored, consumer.dead)
+        await redis.aclose()
+        await asyncio.wait_for(pool.close(), 5)
+
+
+def main() -> None:
+    setup_logging("worker")
+    use_uvloop()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The worker: read a batch, write it in one transaction, acknowledge; reclaim what dead peers left."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from services.gateway.publisher import GROUP, ensure_group
+from services.worker import store
+from services.worker.pipeline import to_row
+from shared import codec
+from shared.db import ensure_partitions
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+MAX_DELIVERIES = 5  # an entry delivered this often without being acknowledged is poison
+TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+             asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+class Consumer:
+    """One consumer of the group. Tests drive `run_once()`; `run()` loops until `stop` is set."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, pool: asyncpg.Pool,
+                 name: str | None = None) -> None:
+        self.s = settings
+        self.redis = redis
+        self.pool = pool
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stored = 0
+        self.dead = 0
+        self._own_pending = True  # start by re-reading what this name may still hold
+
+    async def setup(self) -> None:
+        await ensure_group(self.redis, self.s.notices_stream)
+        async with self.pool.acquire() as conn:
+            await ensure_partitions(conn)
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
+        own = self._own_pending
+        resp = await self.redis.xreadgroup(
+            GROUP, self.name, {self.s.notices_stream: "0" if own else ">"},
+            count=self.s.batch_size, block=None if own else block_ms,
+        )
+        entries: list[Entry] = resp[0][1] if resp else []
+        if own and not entries:
+            self._own_pending = False
+        gone = [i for i, f in entries if not f]  # trimmed while pending
+        entries = [(i, f) for i, f in entries if f]
+        if gone:
+            await self.redis.xack(self.s.notices_stream, GROUP, *gone)
+        if entries:
+            try:
+                await self.process(entries)
+            except BaseException:
+                self._own_pending = True  # retry these before taking new ones
+                raise
+        return len(entries) + len(gone)
+
+    async def process(self, entries: list[Entry]) -> None:
+        """Decode, write, dead-letter the undecodable, then XACK everything in one call."""
+        rows: list[tuple[Any, ...]] = []
+        row_ids: list[bytes] = []
+        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        for entry_id, fields in entries:
+            try:
+                rows.append(to_row(codec.decode(fields)))
+                row_ids.append(entry_id)
+            except Exception as e:  # anything about one entry must not stop the others
+                dead.append((entry_id, fields, f"{type(e).__name__}: {e}"))
+        if rows:
+            dead += await self._write(rows, row_ids, entries)
+        if dead:
+            await self._dead_letter(dead)
+        await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
+
+    async def _write(self, rows: list[tuple[Any, ...]], row_ids: list[bytes],
+                     entries: list[Entry]) -> list[tuple[bytes, dict[bytes, bytes], str]]:
+        """Write all rows; on a data error, split the batch to isolate the entries PostgreSQL refuses."""
+        try:
+            async with self.pool.acquire() as conn:
+                self.stored += await self._write_retrying_partitions(conn, rows)
+            return []
+        except TRANSIENT:
+            raise
+        except asyncpg.PostgresError as e:
+            if len(rows) == 1:
+                by_id = dict(entries)
+                logger.warning("entry refused by database id=%s error=%r", row_ids[0], e)
+                return [(row_ids[0], by_id[row_ids[0]], f"{type(e).__name__}: {e}")]
+        mid = len(rows) // 2
+        return (await self._write(rows[:mid], row_ids[:mid], entries)
+                + await self._write(rows[mid:], row_ids[mid:], entries))
+
+    async def _write_retrying_partitions(self, conn: asyncpg.Connection,
+                                         rows: list[tuple[Any, ...]]) -> int:
+        try:
+            return await store.write_batch(conn, rows)
+        except asyncpg.CheckViolationError as e:
+            if "no partition" not in str(e):
+                raise
+            await ensure_partitions(conn, back=3, ahead=7)
+            return await store.write_batch(conn, rows)
+
+    async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields, reason in dead:
+            logger.error("dead-lettered id=%s reason=%s", entry_id, reason)
+            pipe.xadd(self.s.dead_stream, {b"id": entry_id, b"reason": reason.encode()[:2000],
+                                           b"consumer": self.name.encode(), **fields})
+        await pipe.execute()
+        self.dead += len(dead)
+
+    async def reclaim(self) -> int:
+        """Take over entries a dead or stuck consumer left pending; dead-letter repeat offenders."""
+        stream = self.s.notices_stream
+        pending = await self.redis.xpending_range(
+            stream, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
+        )
+        if not pending:
+            return 0
+        ids = [p["message_id"] for p in pending]
+        poison = {p["message_id"] for p in pending if p["times_delivered"] >= MAX_DELIVERIES}
+        claimed = await self.redis.xclaim(stream, GROUP, self.name, self.s.claim_idle_ms, ids)
+        live: list[Entry] = [(i, f) for i, f in claimed if f is not None]
+        gone = [i for i, f in claimed if f is None]
+        bad = [(i, f, f"delivered {MAX_DELIVERIES}+ times without acknowledgement")
+               for i, f in live if i in poison]
+        if bad:
+            await self._dead_letter(bad)
+            await self.redis.xack(stream, GROUP, *[i for i, _, _ in bad])
+        ok = [(i, f) for i, f in live if i not in poison]
+        if ok:
+            logger.info("reclaimed entries=%d consumer=%s", len(ok), self.name)
+            await self.process(ok)
+        if gone:
+            await self.redis.xack(stream, GROUP, *gone)
+        return len(claimed)
+
+    async def trim(self) -> None:
+        """Drop acknowledged entries: everything older than the oldest pending or undelivered one."""
+        stream = self.s.notices_stream
+        groups = await self.redis.xinfo_groups(stream)
+        group = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+        if group is None:
+            return
+        last = group["last-delivered-id"]
+        last = last.decode() if isinstance(last, bytes) else last
+        summary = await self.redis.xpending(stream, GROUP)
+        oldest = summary.get("min") if summary and summary.get("pending") else None
+        if oldest is not None:
+            floor = oldest.decode() if isinstance(oldest, bytes) else oldest
+        else:
+            ms, _, seq = last.partition("-")
+            floor = f"{ms}-{int(seq or 0) + 1}"
+        await self.redis.xtrim(stream, minid=floor, approximate=False)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop`: batches, a reclaim and trim every few seconds, back-off on outages."""
+        await self.setup()
+        next_chores = 0.0
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_chores:
+                    await self.reclaim()
+                    await self.trim()
+                    next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
+                await self.run_once(block_ms=self.s.block_ms)
+                backoff = 0.5
+            except (*TRANSIENT, RedisError) as e:
+                if isinstance(e, ResponseError) and "NOGROUP" in str(e):
+                    await ensure_group(self.redis, self.s.notices_stream)
+                    continue
+                logger.warning("worker outage, retrying in %.1fs error=%r", backoff, e)
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 15.0)

@@ -1,0 +1,83 @@
+"""The write: one transaction per batch, idempotent, errors aggregated in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from services.worker.pipeline import COLUMNS
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS tmp_notices (
+    id uuid, received_at timestamptz, project_id integer, error_id bigint, location_id uuid,
+    protocol text, type text, environment text, exception text, message text,
+    occurred_at timestamptz, reference_id text, fingerprint text, grouping_version integer,
+    file text, body jsonb, raw bytea
+) ON COMMIT DELETE ROWS
+"""
+
+# Notices first, ON CONFLICT DO NOTHING: only the rows really inserted count towards errors and
+# the hourly series, so a redelivered entry is counted once.
+WRITE = """
+WITH ins AS (
+    INSERT INTO notices (id, received_at, project_id, error_id, location_id, protocol, type,
+                         environment, exception, message, occurred_at, reference_id, fingerprint,
+                         body, raw)
+    SELECT id, received_at, project_id, error_id, location_id, protocol, type, environment,
+           exception, message, occurred_at, reference_id, fingerprint, body, raw
+    FROM tmp_notices
+    ON CONFLICT DO NOTHING
+    RETURNING id, received_at, error_id
+), latest AS (
+    SELECT DISTINCT ON (t.error_id) t.*,
+           count(*) OVER (PARTITION BY t.error_id) AS n,
+           min(t.received_at) OVER (PARTITION BY t.error_id) AS first_at
+    FROM ins JOIN tmp_notices t ON t.id = ins.id
+    ORDER BY t.error_id, t.received_at DESC, t.id DESC
+), hourly AS (
+    INSERT INTO error_hourly (error_id, hour, count)
+    SELECT error_id, date_trunc('hour', received_at), count(*) FROM ins GROUP BY 1, 2
+    ON CONFLICT (error_id, hour) DO UPDATE SET count = error_hourly.count + excluded.count
+), up AS (
+    INSERT INTO errors AS e (id, project_id, environment, fingerprint, grouping_version, type,
+                             exception, message, file, last_notice_id, last_notice_at,
+                             notices_count, first_notice_at, most_recent_notice_at)
+    SELECT error_id, project_id, environment, fingerprint, grouping_version, type, exception,
+           message, file, id, received_at, n, first_at, received_at
+    FROM latest
+    ON CONFLICT (id) DO UPDATE SET
+        notices_count = e.notices_count + excluded.notices_count,
+        first_notice_at = least(e.first_notice_at, excluded.first_notice_at),
+        most_recent_notice_at = greatest(e.most_recent_notice_at, excluded.most_recent_notice_at),
+        last_notice_id = CASE WHEN excluded.last_notice_at >= e.last_notice_at
+                              THEN excluded.last_notice_id ELSE e.last_notice_id END,
+        message = CASE WHEN excluded.last_notice_at >= e.last_notice_at
+                       THEN excluded.message ELSE e.message END,
+        last_notice_at = greatest(e.last_notice_at, excluded.last_notice_at),
+        resolved = e.resolved AND excluded.most_recent_notice_at
+                                  <= coalesce(e.resolved_at, '-infinity'),
+        regressed_at = CASE WHEN e.resolved AND excluded.most_recent_notice_at
+                                                > coalesce(e.resolved_at, '-infinity')
+                            THEN now() ELSE e.regressed_at END,
+        updated_at = now()
+    WHERE e.project_id = excluded.project_id AND e.environment = excluded.environment
+      AND e.fingerprint = excluded.fingerprint
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)
+"""
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(STAGING)
+
+
+async def write_batch(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Store the rows in one transaction; returns how many notices were new."""
+    async with conn.transaction():
+        await conn.copy_records_to_table("tmp_notices", records=rows, columns=COLUMNS)
+        record = await conn.fetchrow(WRITE)
+    assert record is not None
+    return int(record[0])

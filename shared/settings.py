@@ -1,0 +1,140 @@
+"""Settings, read once from the environment at start-up and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting is present but malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 1, hi: int = 1 << 31) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is out of range {lo}..{hi}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not parts.hostname and not parts.path:
+        raise SettingsError(f"{name}={raw!r} is not a {'/'.join(schemes)}:// URL")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of every service. Unset URLs mean: start embedded servers under data_dir."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: pathlib.Path = pathlib.Path(".faultline")
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    query_port: int = 8001
+    public_url: str = "http://127.0.0.1:8001"
+    workers: int = 2
+    # Not in the contract; operators' knobs with sensible defaults.
+    stream_prefix: str = "faultline"  # stream keys: {prefix}:notices, {prefix}:dead
+    max_body: int = 1 << 20  # bytes on the wire
+    max_decompressed: int = 10 << 20  # bytes after gzip/deflate/br
+    backlog_limit: int = 500_000  # stream entries not yet written before the gateway sheds load
+    batch_size: int = 1000
+    block_ms: int = 500
+    claim_idle_ms: int = 30_000  # pending this long -> another worker reclaims it
+    key_refresh: float = 2.0  # seconds between key-cache refreshes
+    shutdown_grace: float = 10.0
+
+    @property
+    def notices_stream(self) -> str:
+        return f"{self.stream_prefix}:notices"
+
+    @property
+    def dead_stream(self) -> str:
+        return f"{self.stream_prefix}:dead"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read FAULTLINE_* variables; raise SettingsError naming the first malformed one."""
+        e = os.environ if env is None else env
+        d = cls()
+        public = _url(e, "FAULTLINE_PUBLIC_URL", ("http", "https")) or d.public_url
+        prefix = e.get("FAULTLINE_STREAM_PREFIX") or d.stream_prefix
+        if not prefix.replace("_", "").replace("-", "").replace(":", "").isalnum():
+            raise SettingsError(f"FAULTLINE_STREAM_PREFIX={prefix!r} may hold only letters, digits, - _ :")
+        return cls(
+            database_url=_url(e, "FAULTLINE_DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=_url(e, "FAULTLINE_REDIS_URL", ("redis", "rediss", "unix")),
+            data_dir=pathlib.Path(e.get("FAULTLINE_DATA_DIR") or ".faultline"),
+            host=e.get("FAULTLINE_HOST") or d.host,
+            gateway_port=_int(e, "FAULTLINE_GATEWAY_PORT", 8000, 0, 65535),
+            query_port=_int(e, "FAULTLINE_QUERY_PORT", 8001, 0, 65535),
+            public_url=public.rstrip("/"),
+            workers=_int(e, "FAULTLINE_WORKERS", 2, 0, 256),
+            stream_prefix=prefix,
+            max_body=_int(e, "FAULTLINE_MAX_BODY", d.max_body, 1024),
+            max_decompressed=_int(e, "FAULTLINE_MAX_DECOMPRESSED", d.max_decompressed, 1024),
+            backlog_limit=_int(e, "FAULTLINE_BACKLOG_LIMIT", d.backlog_limit, 1),
+            batch_size=_int(e, "FAULTLINE_BATCH_SIZE", d.batch_size, 1, 100_000),
+            block_ms=_int(e, "FAULTLINE_BLOCK_MS", d.block_ms, 1, 60_000),
+            claim_idle_ms=_int(e, "FAULTLINE_CLAIM_IDLE_MS", d.claim_idle_ms, 100),
+            key_refresh=_float(e, "FAULTLINE_KEY_REFRESH", d.key_refresh),
+            shutdown_grace=_float(e, "FAULTLINE_SHUTDOWN_GRACE", d.shutdown_grace),
+        )
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        """A copy pointing at concrete servers (after embedded ones were started)."""
+        return dataclasses.replace(self, database_url=database_url, redis_url=redis_url)
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that reproduce these settings in a child process."""
+        env = {
+            "FAULTLINE_DATA_DIR": str(self.data_dir),
+            "FAULTLINE_HOST": self.host,
+            "FAULTLINE_GATEWAY_PORT": str(self.gateway_port),
+            "FAULTLINE_QUERY_PORT": str(self.query_port),
+            "FAULTLINE_PUBLIC_URL": self.public_url,
+            "FAULTLINE_WORKERS": str(self.workers),
+            "FAULTLINE_STREAM_PREFIX": self.stream_prefix,
+            "FAULTLINE_MAX_BODY": str(self.max_body),
+            "FAULTLINE_MAX_DECOMPRESSED": str(self.max_decompressed),
+            "FAULTLINE_BACKLOG_LIMIT": str(self.backlog_limit),
+            "FAULTLINE_BATCH_SIZE": str(self.batch_size),
+            "FAULTLINE_BLOCK_MS": str(self.block_ms),
+            "FAULTLINE_CLAIM_IDLE_MS": str(self.claim_idle_ms),
+            "FAULTLINE_KEY_REFRESH": str(self.key_refresh),
+            "FAULTLINE_SHUTDOWN_GRACE": str(self.shutdown_grace),
+        }
+        if self.database_url:
+            env["FAULTLINE_DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["FAULTLINE_REDIS_URL"] = self.redis_url
+        return env

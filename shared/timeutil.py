@@ -1,0 +1,40 @@
+"""Timestamps: the API's `YYYY-MM-DDTHH:MM:SSZ` and lenient ISO 8601 parsing of client dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+UTC = dt.timezone.utc
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def iso(value: dt.datetime | float | None) -> str | None:
+    """UTC, second precision, `Z` suffix; None stays None (blank fields are null)."""
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: object) -> float | None:
+    """Epoch seconds from an ISO 8601 string with any offset (7-digit .NET fractions too), or None."""
+    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+        return None
+    s = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    s = _FRACTION.sub(r"\1", s, count=1)
+    try:
+        value = dt.datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def from_epoch(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, UTC)

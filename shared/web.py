@@ -1,0 +1,226 @@
+"""aiohttp pieces both HTTP services use: JSON answers, the error middleware, credentials, bodies."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import brotli
+import orjson
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer with a body in the protocol's own shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message} if body is None else body
+        self.headers = dict(headers or {})
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(e: ApiError) -> web.Response:
+    if e.body == b"":
+        return web.Response(status=e.status, headers=e.headers)
+    return json_response(e.body, e.status, e.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map domain errors to JSON answers; nothing unexpected ever reaches a client as a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        reason = e.reason or "Error"
+        if e.status == 405:
+            reason = f"Method {request.method} not allowed on {request.path}"
+        elif e.status == 404:
+            reason = "Not Found"
+        elif e.status == 413:
+            reason = "Request body too large"
+        return json_response({"message": reason}, e.status, {
+            k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")
+        })
+    except Exception:
+        logger.exception("unhandled error method=%s path=%s", request.method, request.path)
+        return json_response({"message": "Internal server error"}, 500)
+
+
+# ---- credentials -----------------------------------------------------------------------------
+
+_PARAM_NAMES = ("api_key", "access_token", "auth_token", "key", "apikey")
+
+
+def credential_from_headers(request: web.Request) -> str | None:
+    """The key from `Api-Key`, `X-Airbrake-Token`, or `Authorization` (Bearer, Token, Basic)."""
+    key = request.headers.get("Api-Key") or request.headers.get("X-Airbrake-Token")
+    if key:
+        return key.strip()
+    auth = request.headers.get("Authorization")
+    if not auth:
+        return None
+    scheme, _, value = auth.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme in ("bearer", "token"):
+        return value or None
+    if scheme == "basic":
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        # Exceptionless: the key as user (password empty or x-oauth-basic), or user "client".
+        if user.lower() == "client" and password:
+            return password
+        return user or password or None
+    return None
+
+
+def credential_from_params(params: Mapping[str, str]) -> str | None:
+    for name in _PARAM_NAMES:
+        value = params.get(name)
+        if value:
+            return value.strip()
+    return None
+
+
+def credential(request: web.Request, form: Mapping[str, str] | None = None) -> str | None:
+    """The credential in any form the protocols use: headers first, then query, then form."""
+    return (
+        credential_from_headers(request)
+        or credential_from_params(request.query)
+        or (credential_from_params(form) if form else None)
+    )
+
+
+# ---- bodies ----------------------------------------------------------------------------------
+
+_CHUNK = 64 * 1024
+
+
+class _Inflater:
+    """Streaming decompressor with a hard cap on output, so a bomb costs almost nothing."""
+
+    def __init__(self, encoding: str, cap: int) -> None:
+        self.encoding = encoding
+        self.cap = cap
+        self.out = bytearray()
+        self._zlib: Any = None
+        self._br: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "br":
+            self._br = brotli.Decompressor()
+        self._pending = b""
+
+    def _too_big(self) -> ApiError:
+        return ApiError(413, f"Decompressed body exceeds {self.cap} bytes")
+
+    def feed(self, data: bytes) -> None:
+        if self.encoding == "deflate" and self._zlib is None:
+            # "deflate" is zlib-wrapped per the RFC, raw in some clients: sniff the header.
+            self._pending += data
+            if len(self._pending) < 2:
+                return
+            data, self._pending = self._pending, b""
+            zlib_header = (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        try:
+            if self._zlib is not None:
+                chunk = self._zlib.decompress(data, self.cap + 1 - len(self.out))
+                if self._zlib.unconsumed_tail:
+                    raise self._too_big()
+                self.out += chunk
+            elif self._br is not None:
+                self.out += self._br.process(data, output_buffer_limit=self.cap + 1 - len(self.out))
+                if not self._br.can_accept_more_data():
+                    raise self._too_big()
+        except (zlib.error, brotli.error) as e:
+            raise ApiError(400, f"Body is not valid {self.encoding} data") from e
+        if len(self.out) > self.cap:
+            raise self._too_big()
+
+    def finish(self) -> bytes:
+        if self._pending:
+            raise ApiError(400, f"Body is not valid {self.encoding} data")
+        if self._zlib is not None:
+            self.out += self._zlib.flush()
+            if not self._zlib.eof:
+                raise ApiError(400, f"Body is truncated {self.encoding} data")
+        if len(self.out) > self.cap:
+            raise self._too_big()
+        return bytes(self.out)
+
+
+SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br")
+
+
+async def read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
+    """The request body, decompressed, within both caps (413 above them, 415 for unknown codings)."""
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ApiError(415, f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or br")
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise ApiError(413, f"Request body of {length} bytes exceeds the {max_body}-byte limit")
+    inflater = None if encoding == "identity" else _Inflater(encoding, max_decompressed)
+    raw = bytearray()
+    received = 0
+    while True:
+        chunk = await request.content.read(_CHUNK)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > max_body:
+            raise ApiError(413, f"Request body exceeds the {max_body}-byte limit")
+        if inflater is None:
+            raw += chunk
+        else:
+            inflater.feed(chunk)
+    return bytes(raw) if inflater is None else inflater.finish()
+
+
+async def health(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def root(_: web.Request) -> web.Response:
+    return json_response({})
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, with Exceptioner's two 400 answers."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, "Problems parsing JSON") from e
+    if not isinstance(data, dict):
+        raise ApiError(400, "Body should be a JSON Hash")
+    return data
