@@ -109,3 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_project_create(settings, args.name))
     elif args.command == "token":
         asyncio.run(_token_create(settings, args.label))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,24 +17,35 @@ __all__ = ["is_library", "mark_in_app", "normalize_file", "normalize_function", 
 # --- library detection ---------------------------------------------------------------------------
 _LIBRARY_FILE: Final = re.compile(
     r"/gems/|\[GEM_ROOT\]|/ruby/\d+\.\d+\.\d+/|<internal:"  # Ruby gems, stdlib, core
-    r"|site-packages|dist-packages|/lib/python\d|(?i:/python\d*/lib/)|<frozen "  # Python
+    r"|site-packages|dist-packages|/lib/python\d|(?i:/python\d+/lib/)|<frozen "  # Python
     r"|node_modules|^node:|^internal/|^native$|^\[native code\]$|^<anonymous>$"  # JS runtimes
     r"|/vendor/|^vendor/"  # Ruby/PHP/Go vendored code
     r"|/usr/(?:local/)?(?:lib/)?go[\d.-]*/src/|GOROOT|^runtime/|/go/pkg/mod/"  # Go toolchain, modules
 )
-_LIBRARY_MODULES: Final = ("System.", "Microsoft.", "java.", "javax.", "jdk.", "sun.", "com.sun.",
-                           "kotlin.", "kotlinx.", "scala.", "runtime/")
+_LIBRARY_MODULES: Final = (
+    "System.",
+    "Microsoft.",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "scala.",
+    "runtime/",
+)
 _LIBRARY_MODULE_NAMES: Final = frozenset({"System", "Microsoft", "runtime"})
 
 # --- normalize_file rules, applied in this order ---------------------------------------------------
 _URL_ORIGIN: Final = re.compile(r"[A-Za-z][\w+.-]*://[^/]*")  # scheme://host:port (file:// too) -> gone
 _URL_TAIL: Final = re.compile(r"[?#].*")  # URLs: query string and fragment -> gone
 _QUERY: Final = re.compile(r"\?.*")  # other paths: query string (?v=123) -> gone
-_DRIVE: Final = re.compile(r"/?[A-Za-z]:(?=/)")  # Windows drive letter (C:/, /C:/ from file:///C:/) -> gone
-_PROJECT_ROOT: Final = re.compile(r"(?:\[PROJECT_ROOT\]|/PROJECT_ROOT)(?:/|$)")  # prefix -> relative path
+_DRIVE: Final = re.compile(r"^/?[A-Za-z]:(?=/)")  # Windows drive letter (C:/, /C:/ from file:///C:/) -> gone
+_PROJECT_ROOT: Final = re.compile(r"^(?:\[PROJECT_ROOT\]|/PROJECT_ROOT)(?:/|$)")  # prefix -> relative path
 _RELEASE: Final = re.compile(r"/releases/\d{8,14}/")  # Capistrano release dir -> /current/
 _TMP_BUILD: Final = re.compile(r"/(?:private/)?tmp/[^/]+/")  # leading /tmp/<random>/ build dir -> relative
-_HASH: Final = re.compile(r"[.-](?=[a-f]*\d)[0-9a-f]{6,}(?=\.[^/]*$)")  # app.3f9a1c.js -> app.js
+_HASH: Final = re.compile(r"[.-](?=[a-f]*\d)[0-9a-f]{6,}(?=\.)")  # file name: app.3f9a1c.js -> app.js
 _DOT_SEGMENTS: Final = re.compile(r"/(?:\./)+|//+")  # /./ and // -> /
 
 # --- normalize_function rules ----------------------------------------------------------------------
@@ -117,9 +128,9 @@ def mark_in_app(
     """Return frames with in_app decided where the client left it None (the input is not mutated)."""
     out: list[Frame] = []
     for f in frames:
-        if f["in_app"] is None:
+        if f.get("in_app") is None:  # .get: tolerate frames decoded from older/foreign payloads
             f = f.copy()
-            file, module = f["file"], f["module"]
+            file, module = f.get("file"), f.get("module")
             app = bool(app_patterns) and _matches((file, normalize_file(file), module), app_patterns)
             f["in_app"] = app or not is_library(file, module, library_patterns)
         out.append(f)
@@ -143,7 +154,9 @@ def normalize_file(path: str | None) -> str | None:
         p = _RELEASE.sub("/current/", p)
     if "tmp/" in p and (m := _TMP_BUILD.match(p)):
         p = p[m.end() :]
-    p = _HASH.sub("", p)
+    slash = p.rfind("/") + 1
+    if "." in p[slash:]:
+        p = p[:slash] + _HASH.sub("", p[slash:])
     p = _DOT_SEGMENTS.sub("/", p)
     return p[2:] if p.startswith("./") else p
 

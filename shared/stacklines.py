@@ -38,7 +38,11 @@ _JAVA_SRC = re.compile(
 )
 _JAVA_LOADER = re.compile(r"[\w.@-]*//?")  # "java.base/", "app//", "java.base@17.0.2/"
 _DOTNET_IN = re.compile(r" in (?P<file>.+):line (?P<line>\d+)")
-_V8_NAMED = re.compile(r"at (?P<func>.+?) \((?P<loc>.*)\)")
+_MONO = re.compile(  # Mono / Unity player: "at Ns.T.M (String s) [0x0001b] in /src/T.cs:12"
+    r"at (?P<name>[^\s(]+) \([^)]*\) (?:\[0x[0-9a-fA-F]+\]|<0x[0-9a-fA-F]+(?: \+ 0x[0-9a-fA-F]+)?>)"
+    r"(?: in (?P<file>.+?):(?P<line>\d+))?"
+)
+_V8_NAMED = re.compile(r"at (?P<func>[^(]+?) \((?P<loc>.*)\)")
 _V8_EVAL = re.compile(r"\((?P<loc>[^()]+:\d+:\d+)\)")
 _V8_INDEX = re.compile(r"index \d+")
 _LOC = re.compile(r"(?P<file>.+?):(?P<line>\d+)(?::(?P<col>\d+))?")  # after "@" or inside "( )"
@@ -56,12 +60,6 @@ _PHP_CALL = re.compile(r"(?:(?P<cls>[\w\\]+)(?:->|::))?(?P<fn>[\w\\]*\{[^}]*\}|[
 def _num(text: str | None) -> int | None:
     """Line/column number, or None when absent or absurdly long (int() limits digits)."""
     return int(text) if text and len(text) < 10 else None
-
-
-def _made(f: Frame, raw: str) -> Frame:
-    """Attach the raw line to a freshly built frame."""
-    f["raw"] = raw
-    return f
 
 
 def _split_dotted(name: str) -> tuple[str | None, str]:
@@ -89,7 +87,7 @@ def _split_dotted(name: str) -> tuple[str | None, str]:
 def _python(s: str) -> Frame | None:
     """`File "/app/x.py", line 12, in handler`."""
     m = _PYTHON.fullmatch(s)
-    return _made(frame(m["file"], m["func"], _num(m["line"])), s) if m else None
+    return frame(m["file"], m["func"], _num(m["line"])) if m else None
 
 
 def _ruby(s: str) -> Frame | None:
@@ -101,7 +99,7 @@ def _ruby(s: str) -> Frame | None:
     lm = _RUBY_LABEL.fullmatch(label)
     if lm:
         module, label = lm["owner"], (lm["prefix"] or "") + lm["meth"]
-    return _made(frame(m["file"], label or None, _num(m["line"]), module=module), s)
+    return frame(m["file"], label or None, _num(m["line"]), module=module)
 
 
 def _at(s: str) -> tuple[str, Frame] | None:
@@ -115,31 +113,36 @@ def _at(s: str) -> tuple[str, Frame] | None:
             lm = _JAVA_LOADER.match(name)
             module, function = _split_dotted(name[lm.end() :] if lm else name)
             file = jm["file"] if jm["file"] not in ("Unknown Source", "Native Method") else None
-            return JVM, _made(frame(file, function, _num(jm["line"]), module=module), s)
+            return JVM, frame(file, function, _num(jm["line"]), module=module)
         dm = _DOTNET_IN.fullmatch(rest) if rest else None
         if dm or not rest:
             module, function = _split_dotted(m["name"])
             file, line = (dm["file"], _num(dm["line"])) if dm else (None, None)
-            return DOTNET, _made(frame(file, function, line, module=module), s)
+            return DOTNET, frame(file, function, line, module=module)
+    if (" [0x" in s or " <0x" in s) and (m := _MONO.fullmatch(s)):
+        module, function = _split_dotted(m["name"])
+        if m["file"] == "<filename unknown>":
+            return DOTNET, frame(None, function, module=module)
+        return DOTNET, frame(m["file"], function, _num(m["line"]), module=module)
     m = _V8_NAMED.fullmatch(s)
     if m:
-        return V8, _v8(s, m["func"], m["loc"])
+        return V8, _v8(m["func"], m["loc"])
     m = _LOC.fullmatch(s, 3)
     if m and s[-1] != ")":
-        return V8, _made(frame(m["file"], None, _num(m["line"]), _num(m["col"])), s)
+        return V8, frame(m["file"], None, _num(m["line"]), _num(m["col"]))
     return None
 
 
-def _v8(s: str, func: str, loc: str) -> Frame:
+def _v8(func: str, loc: str) -> Frame:
     """A named V8 frame; loc is "file:line:col", "native", "<anonymous>", "index 0" or an eval chain."""
     if loc.startswith("eval at "):
         em = _V8_EVAL.search(loc)
         loc = em["loc"] if em else loc
     m = _LOC.fullmatch(loc)
     if m:
-        return _made(frame(m["file"], func, _num(m["line"]), _num(m["col"])), s)
+        return frame(m["file"], func, _num(m["line"]), _num(m["col"]))
     file = None if _V8_INDEX.fullmatch(loc) else loc or None
-    return _made(frame(file, func), s)
+    return frame(file, func)
 
 
 def _gecko(s: str) -> Frame | None:
@@ -148,11 +151,11 @@ def _gecko(s: str) -> Frame | None:
     if ": " in func:
         return None  # a message that happens to contain an e-mail address
     if loc == "[native code]":
-        return _made(frame(loc, func or None), s)
+        return frame(loc, func or None)
     m = _LOC.fullmatch(loc)
     if not m:
         return None
-    return _made(frame(m["file"], func or None, _num(m["line"]), _num(m["col"])), s)
+    return frame(m["file"], func or None, _num(m["line"]), _num(m["col"]))
 
 
 def _go(s: str) -> Frame | None:
@@ -164,22 +167,22 @@ def _go(s: str) -> Frame | None:
     slash = name.rfind("/")
     dot = name.find(".", slash + 1)
     if dot <= 0:
-        return _made(frame(None, name), s) if name == "panic" else None
-    return _made(frame(None, name[dot + 1 :], module=name[:dot]), s)
+        return frame(None, name) if name == "panic" else None
+    return frame(None, name[dot + 1 :], module=name[:dot])
 
 
 def _plain(s: str) -> Frame | None:
-    """A bare location: Go's `\t/app/main.go:42 +0x1d`, Ruby's `-e:1`, Safari's `http://x/a.js:1:2`."""
+    """A bare location: Go's `/app/main.go:42 +0x1d`, Ruby's `-e:1`, Safari's `http://x/a.js:1:2`."""
     m = _PLAIN.fullmatch(s)
     if not m or not any(c in m["file"] for c in "./\\<(-"):
         return None
-    return _made(frame(m["file"], None, _num(m["line"]), _num(m["col"])), s)
+    return frame(m["file"], None, _num(m["line"]), _num(m["col"]))
 
 
 def _php(s: str) -> Frame | None:
     """`#0 /var/www/src/Foo.php(12): App\\Foo->bar('x')`, `#2 [internal function]: f()`, `#1 {main}`."""
     if _PHP_MAIN.fullmatch(s):
-        return _made(frame(None, "{main}"), s)
+        return frame(None, "{main}")
     m = _PHP.fullmatch(s)
     if not m:
         return None
@@ -190,19 +193,12 @@ def _php(s: str) -> Frame | None:
         module = cm["cls"]
     elif "\\" in function:
         module, _, function = function.rpartition("\\")
-    return _made(frame(m["file"], function or None, _num(m["line"]), module=module or None), s)
+    return frame(m["file"], function or None, _num(m["line"]), module=module or None)
 
 
-def parse_kind(line: str) -> tuple[str, Frame]:
-    """Parse one line and say which shape it was (UNKNOWN frames have only ``raw``)."""
-    s = line.strip()
-    if not s or len(s) > MAX_LINE:
-        return UNKNOWN, _made(frame(), s)
+def _dispatch(s: str) -> tuple[str, Frame | None]:
+    """Route a stripped, non-empty line to the one or two parsers its shape allows."""
     c = s[0]
-    if c == "|":  # Python ExceptionGroup tracebacks indent with "| "; raw keeps them
-        kind, inner = parse_kind(s.lstrip("| "))
-        inner["raw"] = s
-        return kind, inner
     if c == "#" and (f := _php(s)):
         return PHP, f
     if c == "F" and s.startswith('File "') and (f := _python(s)):
@@ -217,7 +213,20 @@ def parse_kind(line: str) -> tuple[str, Frame]:
         return GO, f
     if f := _plain(s):
         return LOCATION, f
-    return UNKNOWN, _made(frame(), s)
+    return UNKNOWN, None
+
+
+def parse_kind(line: str) -> tuple[str, Frame]:
+    """Parse one line and say which shape it was (UNKNOWN frames have only ``raw``)."""
+    raw = line.strip()
+    # Python ExceptionGroup tracebacks prefix "| "; raw keeps the prefix.
+    s = raw.lstrip("| \t") if raw[:1] == "|" else raw
+    # Embedded newlines never occur in one frame line, and "." would backtrack over them.
+    kind, f = (UNKNOWN, None) if not s or len(s) > MAX_LINE or "\n" in s else _dispatch(s)
+    if f is None:
+        f = frame()
+    f["raw"] = raw
+    return kind, f
 
 
 def parse_line(line: str) -> Frame:

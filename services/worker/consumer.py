@@ -49,14 +49,19 @@ class Consumer:
 
     async def run_once(self, block_ms: int | None = None) -> int:
         """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
-        own = self._own_pending
-        resp = await self.redis.xreadgroup(
-            GROUP, self.name, {self.s.notices_stream: "0" if own else ">"},
-            count=self.s.batch_size, block=None if own else block_ms,
-        )
-        entries: list[Entry] = resp[0][1] if resp else []
-        if own and not entries:
-            self._own_pending = False
+        entries: list[Entry] = []
+        if self._own_pending:
+            resp = await self.redis.xreadgroup(
+                GROUP, self.name, {self.s.notices_stream: "0"}, count=self.s.batch_size
+            )
+            entries = resp[0][1] if resp else []
+            self._own_pending = bool(entries)
+        if not entries:
+            resp = await self.redis.xreadgroup(
+                GROUP, self.name, {self.s.notices_stream: ">"}, count=self.s.batch_size,
+                block=block_ms,
+            )
+            entries = resp[0][1] if resp else []
         gone = [i for i, f in entries if not f]  # trimmed while pending
         entries = [(i, f) for i, f in entries if f]
         if gone:

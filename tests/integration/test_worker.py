@@ -1,0 +1,117 @@
+"""The worker's guarantees: counted once however often delivered, reclaimed after a crash, poison isolated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import redis.asyncio as aioredis
+
+from services.gateway.publisher import GROUP
+from services.worker import store
+from services.worker.consumer import Consumer
+from services.worker.pipeline import to_row
+from shared import codec
+from tests.conftest import drain
+from tests.integration.test_exceptioner import notice, post
+
+
+async def error_count(pool, error_id: int) -> tuple[int, int]:
+    async with pool.acquire() as conn:
+        count = await conn.fetchval("SELECT notices_count FROM errors WHERE id = $1", error_id)
+        stored = await conn.fetchval("SELECT count(*) FROM notices WHERE error_id = $1", error_id)
+    return count or 0, stored
+
+
+async def test_redelivered_entry_is_counted_once(gateway, consumer, project, pool, redis, settings):
+    _, body = await post(gateway, project.key, notice(exception="RedeliveredError"))
+    entries = (await redis.xrange(settings.notices_stream, count=100_000))
+    mine = [(i, f) for i, f in entries if codec.decode(f)["id"] == body["id"]]
+    assert len(mine) == 1
+    await drain(consumer)
+    # The same entry handed to a worker again (as after a lost XACK) must not count twice.
+    await consumer.process(mine)
+    await consumer.process(mine)
+    assert await error_count(pool, body["error_id"]) == (1, 1)
+
+
+async def test_worker_killed_between_write_and_ack(gateway, consumer, project, pool, redis, settings):
+    """A worker that wrote its batch and died before XACK: a peer reclaims the entries, counts stay exact."""
+    doomed = Consumer(settings, redis, pool, name="doomed-consumer")
+    _, body = await post(gateway, project.key, notice(exception="CrashBeforeAckError"))
+    resp = await redis.xreadgroup(GROUP, doomed.name, {settings.notices_stream: ">"}, count=1000)
+    entries = resp[0][1]
+    rows = [to_row(codec.decode(f)) for _, f in entries]
+    async with pool.acquire() as conn:
+        await store.write_batch(conn, rows)  # written ...
+    # ... and the process "dies" here: no XACK. The entries stay pending under its name.
+    pending = await redis.xpending(settings.notices_stream, GROUP)
+    assert pending["pending"] >= len(entries)
+    deadline = asyncio.get_running_loop().time() + 10
+    reclaimed = 0
+    while reclaimed < len(entries):
+        assert asyncio.get_running_loop().time() < deadline, "entries were never reclaimed"
+        reclaimed += await consumer.reclaim()
+        if reclaimed < len(entries):
+            await asyncio.sleep(settings.claim_idle_ms / 1000 / 4)  # wait for the idle threshold to pass
+    assert await error_count(pool, body["error_id"]) == (1, 1)
+    detail = await redis.xpending_range(settings.notices_stream, GROUP, "-", "+", 1000, consumername=doomed.name)
+    assert detail == []
+
+
+async def test_poison_entry_goes_to_dead_letter_stream_and_worker_goes_on(
+    gateway, consumer, project, pool, redis: aioredis.Redis, settings
+):
+    stream = settings.notices_stream
+    await redis.xadd(stream, {b"m": b"\xc1 not msgpack"})
+    await redis.xadd(stream, {b"other": b"field"})
+    await redis.xadd(stream, {b"m": msgpack.packb({"v": 99})})
+    _, body = await post(gateway, project.key, notice(exception="AfterPoisonError"))
+    dead_before = await redis.xlen(settings.dead_stream)
+    await drain(consumer)
+    assert await error_count(pool, body["error_id"]) == (1, 1)
+    dead = await redis.xrange(settings.dead_stream, count=100)
+    assert len(dead) - dead_before == 3
+    reasons = [f[b"reason"].decode() for _, f in dead[-3:]]
+    assert any("msgpack" in r for r in reasons) and any("'m'" in r for r in reasons)
+    assert any("format" in r for r in reasons)
+    summary = await redis.xpending(stream, GROUP)
+    assert summary["pending"] == 0
+
+
+async def test_entry_the_database_refuses_is_isolated(gateway, consumer, project, pool, redis, settings):
+    """One entry PostgreSQL rejects is dead-lettered alone; the rest of its batch is stored."""
+    _, good = await post(gateway, project.key, notice(exception="GoodNeighbourError"))
+    env = {"v": 1, "id": "01900000-0000-7000-8000-000000000001", "loc": "00000000-0000-4000-8000-000000000000",
+           "pid": 2_000_000_000, "eid": 5, "fp": "f" * 40, "gv": 1,
+           "n": {"protocol": "exceptioner", "type": "error", "exception": "E", "message": "m",
+                 "environment": "", "occurred_at": None, "exceptions": []}, "raw": b"{}"}
+    # pid is a project that does not exist: the errors foreign key refuses it.
+    await redis.xadd(settings.notices_stream, codec.encode(env))  # type: ignore[arg-type]
+    dead_before = await redis.xlen(settings.dead_stream)
+    await drain(consumer)
+    assert await error_count(pool, good["error_id"]) == (1, 1)
+    assert await redis.xlen(settings.dead_stream) == dead_before + 1
+
+
+async def test_nul_characters_are_stored_not_refused(gateway, query, consumer, project, user_token):
+    body = notice(exception="NulError", message="a\u0000b")
+    body["error"]["parameters"] = {"k\u0000": "v\u0000"}
+    status, answer = await post(gateway, project.key, body)
+    assert status == 201
+    await drain(consumer)
+    resp = await query.get(f"/v1/errors/{answer['error_id']}", headers={"Api-Key": user_token})
+    assert resp.status == 200
+    assert (await resp.json())["parameters"] == {"k": "v"}
+
+
+async def test_trim_keeps_unacknowledged_entries(gateway, consumer, project, redis, settings):
+    await post(gateway, project.key, notice(exception="TrimError"))
+    await drain(consumer)
+    await consumer.trim()
+    assert await redis.xlen(settings.notices_stream) == 0
+    _, body = await post(gateway, project.key, notice(exception="TrimError"))
+    await consumer.trim()  # nothing read yet: the new entry must survive
+    entries = await redis.xrange(settings.notices_stream)
+    assert [codec.decode(f)["id"] for _, f in entries] == [body["id"]]
+    await drain(consumer)
