@@ -11,7 +11,8 @@ from aiohttp import web
 
 from services.gateway import routes
 from services.gateway.publisher import Publisher, ensure_group
-from services.gateway.state import KEYS, PUBLISHER, REDIS, SETTINGS
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.state import KEYS, LIMITER, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
 from shared.settings import Settings
@@ -40,6 +41,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     publisher = Publisher(client, s.notices_stream, s.backlog_limit)
     app[PUBLISHER] = publisher
+    app[LIMITER] = RateLimiter(client, s.stream_prefix)
     async for _ in _background(publisher.run(), publisher.watch_backlog()):
         yield
     await client.aclose()

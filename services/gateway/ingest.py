@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.gateway.state import KEYS, PUBLISHER, SETTINGS
+from services.gateway.state import KEYS, LIMITER, PUBLISHER, SETTINGS
 from shared import codec, ids
 from shared.fingerprint import VERSION, fingerprint
 from shared.keys import Credential, Project
@@ -64,6 +64,7 @@ async def enqueue(request: web.Request, project: Project, notices: list[tuple[No
         }))
         accepted.append(Accepted(nid, loc, eid, fp, now_ms / 1000))
     if entries:
+        await request.app[LIMITER].check(project, len(entries))
         await request.app[PUBLISHER].publish(entries)
     return accepted
 

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.gateway.publisher import Publisher
+from services.gateway.ratelimit import RateLimiter
 from shared.keys import KeyCache
 from shared.settings import Settings
 
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", aioredis.Redis)
 KEYS = web.AppKey("keys", KeyCache)
 PUBLISHER = web.AppKey("publisher", Publisher)
+LIMITER = web.AppKey("limiter", RateLimiter)

@@ -1,0 +1,123 @@
+"""Projects and their settings: `/v1/projects` (user-scoped tokens only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.query.auth import require_user
+from services.query.errors import not_found, path_int
+from services.query.json_body import json_hash
+from services.query.state import POOL
+from shared import keys
+from shared.timeutil import iso
+from shared.web import ApiError, json_response
+
+COLUMNS = "id, name, settings, created_at, updated_at"
+
+
+def _int_range(lo: int, hi: int) -> Any:
+    def check(v: Any) -> bool:
+        return v is None or isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+    return check
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 100 and all(isinstance(x, str) and 0 < len(x) <= 500 for x in v)
+
+
+# Every setting a project may carry, and what a valid value is. null removes a setting.
+SETTINGS = {
+    "rate_limit_per_minute": _int_range(1, 10_000_000),
+    "app_patterns": _str_list,
+    "library_patterns": _str_list,
+    "scrub_fields": _str_list,
+    "scrub": lambda v: v is None or isinstance(v, bool),
+    "retention_days": _int_range(1, 3650),
+    "max_notices_per_error": _int_range(10, 10_000_000),
+}
+
+
+def invalid(field: str, code: str = "invalid") -> ApiError:
+    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": [
+        {"resource": "Project", "field": field, "code": code}]})
+
+
+def project_json(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "settings": row["settings"] or {},
+            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"])}
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    require_user(request)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(f"SELECT {COLUMNS} FROM projects ORDER BY id")
+    return json_response([project_json(r) for r in rows])
+
+
+async def get_project(request: web.Request) -> web.Response:
+    require_user(request)
+    pid = path_int(request, "id", "Project")
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM projects WHERE id = $1", pid)
+    if row is None:
+        raise not_found("Project")
+    return json_response(project_json(row))
+
+
+def _settings_patch(data: dict[str, Any]) -> dict[str, Any]:
+    patch = data.get("settings", {})
+    if not isinstance(patch, dict):
+        raise invalid("settings")
+    for name, value in patch.items():
+        check = SETTINGS.get(name)
+        if check is None:
+            raise invalid(f"settings.{name}", "unknown_field")
+        if not check(value):
+            raise invalid(f"settings.{name}")
+    return patch
+
+
+async def update_project(request: web.Request) -> web.Response:
+    """Merge `settings` (null deletes a key) and optionally rename; services pick it up within seconds."""
+    require_user(request)
+    pid = path_int(request, "id", "Project")
+    data = await json_hash(request)
+    patch = _settings_patch(data)
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise invalid("name")
+    set_keys = {k: v for k, v in patch.items() if v is not None}
+    drop = [k for k, v in patch.items() if v is None]
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(
+            "UPDATE projects SET settings = (settings || $2::jsonb) - $3::text[],"
+            f" name = coalesce($4, name), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+            pid, set_keys, drop, name,
+        )
+    if row is None:
+        raise not_found("Project")
+    return json_response(project_json(row))
+
+
+async def create_project(request: web.Request) -> web.Response:
+    require_user(request)
+    data = await json_hash(request)
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("name", "missing_field" if name is None else "invalid")
+    async with request.app[POOL].acquire() as conn:
+        project, key = await keys.create_project(conn, name.strip())
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM projects WHERE id = $1", project.id)
+    return json_response({**project_json(row), "client_key": key}, status=201)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/projects", list_projects),
+        web.post("/v1/projects", create_project),
+        web.get("/v1/projects/{id}", get_project),
+        web.patch("/v1/projects/{id}", update_project),
+        web.post("/v1/projects/{id}", update_project),
+    ]
