@@ -19,6 +19,7 @@ from services.worker import store
 from services.worker.pipeline import to_row
 from shared import codec
 from shared.db import ensure_partitions
+from shared.scrub import fields_for
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,22 @@ class Consumer:
         self.stored = 0
         self.dead = 0
         self._own_pending = True  # start by re-reading what this name may still hold
+        self.projects: dict[int, dict[str, Any]] = {}
 
     async def setup(self) -> None:
         await ensure_group(self.redis, self.s.notices_stream)
         async with self.pool.acquire() as conn:
             await ensure_partitions(conn)
+        await self.load_projects()
+
+    async def load_projects(self) -> None:
+        """Per-project settings the worker applies (scrubbing); refreshed with the other chores."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id, settings FROM projects")
+        self.projects = {r["id"]: r["settings"] or {} for r in rows}
+
+    def scrub_fields(self, project_id: int) -> frozenset[str] | None:
+        return fields_for(self.projects.get(project_id, {}))
 
     async def run_once(self, block_ms: int | None = None) -> int:
         """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
@@ -81,7 +93,8 @@ class Consumer:
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
             try:
-                rows.append(to_row(codec.decode(fields)))
+                env = codec.decode(fields)
+                rows.append(to_row(env, self.scrub_fields(env["pid"])))
                 row_ids.append(entry_id)
             except Exception as e:  # anything about one entry must not stop the others
                 dead.append((entry_id, fields, f"{type(e).__name__}: {e}"))
@@ -180,6 +193,7 @@ class Consumer:
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_chores:
+                    await self.load_projects()
                     await self.reclaim()
                     await self.trim()
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)

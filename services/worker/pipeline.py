@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from shared import codec, ids
+from shared.scrub import DEFAULT_FIELDS, scrub_notice, scrub_raw
 from shared.timeutil import UTC
 
 # Column order of the tmp_notices staging table (store.py).
@@ -39,16 +40,20 @@ def _text(value: Any) -> str | None:
     return text.replace("\x00", "")[:MAX_TEXT]
 
 
-def to_row(env: codec.Envelope) -> tuple[Any, ...]:
-    """One staging row for an envelope; raises on anything that cannot be stored."""
+def to_row(env: codec.Envelope, scrub_fields: frozenset[str] | None = DEFAULT_FIELDS) -> tuple[Any, ...]:
+    """One staging row for an envelope, secrets scrubbed; raises on anything that cannot be stored."""
     notice = env["n"]
+    raw = env.get("raw")
+    if scrub_fields is not None:
+        notice = scrub_notice(notice, scrub_fields)  # type: ignore[assignment,arg-type]
+        if isinstance(raw, bytes | bytearray):
+            raw = scrub_raw(bytes(raw), scrub_fields)
     nid = uuid.UUID(env["id"])
     received = dt.datetime.fromtimestamp(ids.uuid7_ms(nid) / 1000, UTC)
     occurred = notice.get("occurred_at")
     body = notice
     if b"\\u0000" in orjson.dumps(notice, option=orjson.OPT_NON_STR_KEYS):
         body = _clean(notice)
-    raw = env.get("raw")
     return (
         nid,
         received,

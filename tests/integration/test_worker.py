@@ -115,3 +115,41 @@ async def test_trim_keeps_unacknowledged_entries(gateway, consumer, project, red
     entries = await redis.xrange(settings.notices_stream)
     assert [codec.decode(f)["id"] for _, f in entries] == [body["id"]]
     await drain(consumer)
+
+
+async def test_secrets_are_scrubbed_before_postgresql(gateway, query, consumer, project, user_token, pool):
+    body = notice(exception="LeakyError")
+    body["error"]["parameters"] = {"user": {"password": "hunter2", "name": "ann"}, "card": "4111 1111 1111 1111"}
+    body["error"]["session"] = {"auth_token": "abc"}
+    body["error"]["environment"] = {"HTTP_COOKIE": "sid=1", "HTTP_USER_AGENT": "curl"}
+    _, answer = await post(gateway, project.key, body)
+    await drain(consumer)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT body, raw FROM notices WHERE error_id = $1", answer["error_id"])
+    stored = str(row["body"]) + row["raw"].decode()
+    for secret in ("hunter2", "4111", "sid=1", '"abc"'):
+        assert secret not in stored, secret
+    resp = await query.get(f"/v1/errors/{answer['error_id']}", headers={"Api-Key": user_token})
+    error = await resp.json()
+    assert error["parameters"]["user"] == {"password": "[Filtered]", "name": "ann"}
+    assert error["environment"] == {"HTTP_COOKIE": "[Filtered]", "HTTP_USER_AGENT": "curl"}
+
+
+async def test_scrubbing_follows_project_settings(gateway, query, consumer, project, user_token, pool):
+    auth = {"Api-Key": user_token}
+    await query.patch(f"/v1/projects/{project.id}", json={"settings": {"scrub_fields": ["employee_id"]}},
+                      headers=auth)
+    await consumer.load_projects()
+    body = notice(exception="CustomScrubError")
+    body["error"]["parameters"] = {"employee_id": "E-42", "password": "p"}
+    _, answer = await post(gateway, project.key, body)
+    await drain(consumer)
+    resp = await query.get(f"/v1/errors/{answer['error_id']}", headers=auth)
+    assert (await resp.json())["parameters"] == {"employee_id": "[Filtered]", "password": "[Filtered]"}
+
+    await query.patch(f"/v1/projects/{project.id}", json={"settings": {"scrub": False}}, headers=auth)
+    await consumer.load_projects()
+    _, answer = await post(gateway, project.key, body)
+    await drain(consumer)
+    resp = await query.get(f"/v1/errors/{answer['error_id']}", headers=auth)
+    assert (await resp.json())["parameters"] == {"employee_id": "E-42", "password": "p"}
