@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import logging
 from typing import Any
@@ -84,3 +85,14 @@ async def ensure_partitions(conn: asyncpg.Connection, back: int = 1, ahead: int 
         back + ahead + 1,
     )
     return made
+
+
+async def ping(pool: asyncpg.Pool, timeout: float = 1.0) -> str:
+    """"ok" when PostgreSQL answers within the timeout, else what went wrong (for /readyz)."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        return "ok"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        return f"down: {type(e).__name__}"

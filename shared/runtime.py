@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
+import time
 
 from shared.settings import Settings, SettingsError
 
@@ -40,12 +42,42 @@ def resolve_urls(settings: Settings) -> Settings:
     )
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, request id, exception."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        from shared.web import request_id
+
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid != "-":
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def setup_logging(service: str, level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format=f"%(asctime)s level=%(levelname)s service={service} logger=%(name)s %(message)s",
-    )
+    """Structured JSON logs on stderr; FAULTLINE_LOG_FORMAT=text for plain lines while developing."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("FAULTLINE_LOG_FORMAT") == "text":
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s level=%(levelname)s service={service} logger=%(name)s %(message)s"))
+    else:
+        formatter = JsonFormatter(service)
+        formatter.converter = time.gmtime  # type: ignore[assignment]
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def use_uvloop() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextvars
 import logging
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import brotli
 import orjson
 from aiohttp import web
+
+from shared.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +52,30 @@ def error_response(e: ApiError) -> web.Response:
     return json_response(e.body, e.status, e.headers)
 
 
+METRICS = web.AppKey("metrics", Metrics)
+REJECT_REASONS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                  405: "method_not_allowed", 411: "length_required", 413: "too_large",
+                  415: "unsupported_media", 422: "invalid", 429: "rate_limited", 500: "internal_error",
+                  503: "unavailable"}
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map domain errors to JSON answers; nothing unexpected ever reaches a client as a traceback."""
+    """Request id, status counts, and the error mapping; no traceback ever reaches a client."""
+    rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    request_id.set(rid)
+    response = await _handle(request, handler)
+    response.headers["X-Request-Id"] = rid
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.inc("http_responses_total", status=str(response.status))
+        if response.status >= 400:
+            metrics.inc("requests_rejected_total", reason=REJECT_REASONS.get(response.status, str(response.status)))
+    return response
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:

@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from services.gateway import routes
+from services.gateway import ops, routes
 from services.gateway.publisher import Publisher, ensure_group
 from services.gateway.ratelimit import RateLimiter
-from services.gateway.state import KEYS, LIMITER, PUBLISHER, REDIS, SETTINGS
+from services.gateway.state import KEYS, LIMITER, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
 from shared.settings import Settings
-from shared.web import error_middleware
+from shared.metrics import Metrics
+from shared.web import METRICS, error_middleware
 
 
 async def _background(*coros: object) -> AsyncIterator[None]:
@@ -54,15 +55,21 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = KeyCache(pool, s.key_refresh)
     await cache.reload()
     app[KEYS] = cache
+    app[POOL] = pool
     async for _ in _background(cache.run()):
         yield
     await asyncio.wait_for(pool.close(), 5)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body,
+                          handler_args={"auto_decompress": False})
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    ops.describe(app[METRICS])
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.add_routes(routes.table())
+    app.add_routes(ops.routes())
     return app

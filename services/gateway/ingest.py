@@ -13,7 +13,7 @@ from shared import codec, ids
 from shared.fingerprint import VERSION, fingerprint
 from shared.keys import Credential, Project
 from shared.model import Notice
-from shared.web import ApiError, credential, read_body
+from shared.web import METRICS, ApiError, credential, read_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,9 @@ async def enqueue(request: web.Request, project: Project, notices: list[tuple[No
     if entries:
         await request.app[LIMITER].check(project, len(entries))
         await request.app[PUBLISHER].publish(entries)
+        metrics = request.app[METRICS]
+        for notice, _ in notices:
+            metrics.inc("notices_accepted_total", protocol=notice["protocol"])
     return accepted
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -15,3 +16,4 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 KEYS = web.AppKey("keys", KeyCache)
 PUBLISHER = web.AppKey("publisher", Publisher)
 LIMITER = web.AppKey("limiter", RateLimiter)
+POOL = web.AppKey("pool", asyncpg.Pool)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from services.gateway.publisher import GROUP, ensure_group
-from services.worker import store
+from services.worker import descriptions, store
 from services.worker.pipeline import to_row
 from shared import codec
 from shared.db import ensure_partitions
@@ -43,6 +43,8 @@ class Consumer:
         self.dead = 0
         self._own_pending = True  # start by re-reading what this name may still hold
         self.projects: dict[int, dict[str, Any]] = {}
+        self.stats: dict[str, float] = dict.fromkeys(
+            ("batches", "batch_entries", "write_seconds", "write_seconds_max"), 0.0)
 
     async def setup(self) -> None:
         await ensure_group(self.redis, self.s.notices_stream)
@@ -91,15 +93,21 @@ class Consumer:
         rows: list[tuple[Any, ...]] = []
         row_ids: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        described: list[tuple[bytes, codec.Description]] = []
         for entry_id, fields in entries:
             try:
-                env = codec.decode(fields)
+                env = codec.decode_any(fields)
+                if isinstance(env, codec.Description):
+                    described.append((entry_id, env))
+                    continue
                 rows.append(to_row(env, self.scrub_fields(env["pid"])))
                 row_ids.append(entry_id)
             except Exception as e:  # anything about one entry must not stop the others
                 dead.append((entry_id, fields, f"{type(e).__name__}: {e}"))
         if rows:
             dead += await self._write(rows, row_ids, entries)
+        if rows or described:  # after the notices: a description meets its notice in either order
+            dead += await descriptions.apply(self.pool, described, rows, dict(entries))
         if dead:
             await self._dead_letter(dead)
         await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
@@ -108,8 +116,14 @@ class Consumer:
                      entries: list[Entry]) -> list[tuple[bytes, dict[bytes, bytes], str]]:
         """Write all rows; on a data error, split the batch to isolate the entries PostgreSQL refuses."""
         try:
+            started = time.perf_counter()
             async with self.pool.acquire() as conn:
                 self.stored += await self._write_retrying_partitions(conn, rows)
+            took = time.perf_counter() - started
+            self.stats["batches"] += 1
+            self.stats["batch_entries"] += len(rows)
+            self.stats["write_seconds"] += took
+            self.stats["write_seconds_max"] = max(self.stats["write_seconds_max"], took)
             return []
         except TRANSIENT:
             raise
@@ -185,6 +199,13 @@ class Consumer:
             floor = f"{ms}-{int(seq or 0) + 1}"
         await self.redis.xtrim(stream, minid=floor, approximate=False)
 
+    async def publish_stats(self) -> None:
+        """This worker's counters, for the gateway's /metrics (expire if the worker dies)."""
+        key = f"{self.s.stream_prefix}:workers:{self.name}"
+        fields = {**self.stats, "stored": self.stored, "dead": self.dead}
+        await self.redis.hset(key, mapping={k: str(v) for k, v in fields.items()})  # type: ignore[misc]
+        await self.redis.expire(key, 120)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop`: batches, a reclaim and trim every few seconds, back-off on outages."""
         await self.setup()
@@ -196,6 +217,7 @@ class Consumer:
                     await self.load_projects()
                     await self.reclaim()
                     await self.trim()
+                    await self.publish_stats()
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
                 await self.run_once(block_ms=self.s.block_ms)
                 backoff = 0.5

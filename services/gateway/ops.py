@@ -1,0 +1,78 @@
+"""Operability endpoints of the gateway: /readyz and Prometheus /metrics (stream and workers included)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from redis.exceptions import RedisError, ResponseError
+
+from services.gateway.publisher import GROUP
+from services.gateway.state import POOL, PUBLISHER, REDIS, SETTINGS
+from shared.db import ping
+from shared.web import METRICS, json_response
+
+WORKER_FIELDS = {
+    "stored": ("worker_notices_stored_total", "counter", "Notices written to PostgreSQL"),
+    "dead": ("worker_dead_lettered_total", "counter", "Entries sent to the dead-letter stream"),
+    "batches": ("worker_batches_total", "counter", "Batches written"),
+    "batch_entries": ("worker_batch_entries_total", "counter", "Entries in written batches (sum)"),
+    "write_seconds": ("worker_write_seconds_total", "counter", "Time spent in batch writes (sum)"),
+    "write_seconds_max": ("worker_write_seconds_max", "gauge", "Slowest batch write"),
+}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when Redis and PostgreSQL both answer within a second, else 503 naming what is down."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(request.app[REDIS].ping(), 1)
+        checks["redis"] = "ok"
+    except (RedisError, OSError, asyncio.TimeoutError) as e:
+        checks["redis"] = f"down: {type(e).__name__}"
+    checks["postgres"] = await ping(request.app[POOL])
+    ok = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ready" if ok else "unavailable", **checks}, 200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[METRICS]
+    s = request.app[SETTINGS]
+    redis = request.app[REDIS]
+    m.set("stream_backlog", request.app[PUBLISHER].backlog)
+    try:
+        groups = await redis.xinfo_groups(s.notices_stream)
+        for g in groups:
+            if g["name"] in (GROUP, GROUP.encode()):
+                m.set("stream_consumer_lag", int(g.get("lag") or 0))
+                m.set("stream_pending", int(g.get("pending") or 0))
+        m.set("stream_length", await redis.xlen(s.notices_stream))
+        m.set("dead_letter_length", await redis.xlen(s.dead_stream))
+        async for key in redis.scan_iter(match=f"{s.stream_prefix}:workers:*", count=100):
+            name = key.decode().rsplit(":", 1)[-1]
+            stats = await redis.hgetall(key)
+            for field, (metric, _, _) in WORKER_FIELDS.items():
+                value = stats.get(field.encode())
+                if value is not None:
+                    m.set(metric, float(value), worker=name)
+    except (RedisError, OSError, ResponseError):
+        m.inc("metrics_scrape_errors_total")
+    return web.Response(text=m.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def describe(m) -> None:  # type: ignore[no-untyped-def]
+    m.describe("notices_accepted_total", "counter", "Notices queued, by protocol")
+    m.describe("requests_rejected_total", "counter", "Requests answered 4xx/5xx, by reason")
+    m.describe("http_responses_total", "counter", "Responses by status")
+    m.describe("stream_backlog", "gauge", "Entries not yet written (lag + pending) as the gateway sees it")
+    m.describe("stream_consumer_lag", "gauge", "Entries not yet delivered to any worker")
+    m.describe("stream_pending", "gauge", "Entries delivered but not acknowledged")
+    m.describe("stream_length", "gauge", "Entries in the notices stream")
+    m.describe("dead_letter_length", "gauge", "Entries in the dead-letter stream")
+    for metric, kind, help_text in WORKER_FIELDS.values():
+        m.describe(metric, kind, help_text)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics)]

@@ -1,0 +1,50 @@
+"""Operability endpoints of the query service: /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from services.query.state import POOL, SETTINGS
+from shared.db import ping
+from shared.web import METRICS, json_response
+
+REDIS = web.AppKey("redis", aioredis.Redis)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A client used only to report readiness; reads never touch Redis."""
+    url = app[SETTINGS].redis_url
+    client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) if url else None
+    if client is not None:
+        app[REDIS] = client
+    yield
+    if client is not None:
+        await client.aclose()
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = {"postgres": await ping(request.app[POOL])}
+    client = request.app.get(REDIS)
+    if client is None:
+        checks["redis"] = "down: not configured"
+    else:
+        try:
+            await asyncio.wait_for(client.ping(), 1)
+            checks["redis"] = "ok"
+        except (RedisError, OSError, asyncio.TimeoutError) as e:
+            checks["redis"] = f"down: {type(e).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ready" if ok else "unavailable", **checks}, 200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics)]

@@ -1,0 +1,38 @@
+"""Operability: readiness, Prometheus metrics, request ids."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import drain
+from tests.integration.test_exceptioner import notice
+
+
+async def test_readyz_reports_both_servers(gateway, query):
+    for client in (gateway, query):
+        resp = await client.get("/readyz")
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ready", "redis": "ok", "postgres": "ok"}
+        assert (await client.get("/healthz")).status == 200
+
+
+async def test_metrics_count_accepted_rejected_backlog_and_workers(gateway, consumer, project):
+    await gateway.post("/v1/notices", json=notice(), headers={"Api-Key": project.key})
+    await gateway.post("/v1/notices", data=b"{", headers={"Api-Key": project.key})
+    await gateway.post("/v1/notices", json=notice())
+    await drain(consumer)
+    await consumer.publish_stats()
+    text = await (await gateway.get("/metrics")).text()
+    assert re.search(r'^faultline_notices_accepted_total\{protocol="exceptioner"\} [1-9]', text, re.M)
+    assert re.search(r'^faultline_requests_rejected_total\{reason="bad_request"\} [1-9]', text, re.M)
+    assert re.search(r'^faultline_requests_rejected_total\{reason="unauthenticated"\} [1-9]', text, re.M)
+    assert re.search(r"^faultline_stream_consumer_lag 0$", text, re.M)
+    assert re.search(r'^faultline_worker_notices_stored_total\{worker="test-consumer"\} [1-9]', text, re.M)
+    assert "# TYPE faultline_worker_write_seconds_max gauge" in text
+
+
+async def test_request_id_is_echoed_or_made(gateway, query):
+    resp = await gateway.get("/", headers={"X-Request-Id": "abc123"})
+    assert resp.headers["X-Request-Id"] == "abc123"
+    resp = await query.get("/v1/errors")
+    assert resp.status == 401 and len(resp.headers["X-Request-Id"]) == 16
