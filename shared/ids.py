@@ -10,14 +10,30 @@ import uuid
 _MASK_53 = (1 << 53) - 1
 
 
+_last_ms = 0
+_seq = 0
+
+
 def uuid7(ms: int | None = None) -> uuid.UUID:
-    """A UUIDv7: 48-bit Unix milliseconds, then random bits; sorts by creation time."""
+    """A UUIDv7: 48-bit Unix milliseconds, a 12-bit counter, random bits.
+
+    Monotonic within a process (RFC 9562, method 1): ids minted in the same millisecond, or while
+    the clock steps back, still sort in the order they were made.
+    """
+    global _last_ms, _seq
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    if ms <= _last_ms:
+        ms = _last_ms
+        _seq += 1
+        if _seq > 0xFFF:  # counter exhausted: borrow the next millisecond
+            ms = _last_ms = _last_ms + 1
+            _seq = 0
+    else:
+        _last_ms = ms
+        _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF  # random start, headroom to count up
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _seq << 64 | 0x2 << 62 | rand_b
     return uuid.UUID(int=value)
 
 

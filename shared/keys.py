@@ -37,6 +37,8 @@ class Project:
     id: int
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)  # client configuration (Exceptionless settings)
+    config_version: int = 0  # bumped by every change of `config`
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,14 @@ class KeyCache:
 
     async def reload(self) -> None:
         async with self._pool.acquire() as conn:
-            prows = await conn.fetch("SELECT id, name, settings FROM projects")
+            prows = await conn.fetch("SELECT id, name, settings, config, config_version FROM projects")
             krows = await conn.fetch(
                 "SELECT key_hash, scope, project_id FROM api_keys WHERE revoked_at IS NULL"
             )
-        projects = {r["id"]: Project(r["id"], r["name"], r["settings"] or {}) for r in prows}
+        projects = {
+            r["id"]: Project(r["id"], r["name"], r["settings"] or {}, r["config"] or {}, r["config_version"])
+            for r in prows
+        }
         keys: dict[bytes, Credential] = {}
         for r in krows:
             project = projects.get(r["project_id"]) if r["project_id"] is not None else None

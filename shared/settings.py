@@ -72,6 +72,7 @@ class Settings:
     claim_idle_ms: int = 30_000  # pending this long -> another worker reclaims it
     key_refresh: float = 2.0  # seconds between key-cache refreshes
     shutdown_grace: float = 10.0
+    maintenance_interval: float = 600.0  # seconds between retention / partition passes
 
     @property
     def notices_stream(self) -> str:
@@ -108,6 +109,7 @@ class Settings:
             claim_idle_ms=_int(e, "FAULTLINE_CLAIM_IDLE_MS", d.claim_idle_ms, 100),
             key_refresh=_float(e, "FAULTLINE_KEY_REFRESH", d.key_refresh),
             shutdown_grace=_float(e, "FAULTLINE_SHUTDOWN_GRACE", d.shutdown_grace),
+            maintenance_interval=_float(e, "FAULTLINE_MAINTENANCE_INTERVAL", d.maintenance_interval),
         )
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:
@@ -132,6 +134,7 @@ class Settings:
             "FAULTLINE_CLAIM_IDLE_MS": str(self.claim_idle_ms),
             "FAULTLINE_KEY_REFRESH": str(self.key_refresh),
             "FAULTLINE_SHUTDOWN_GRACE": str(self.shutdown_grace),
+            "FAULTLINE_MAINTENANCE_INTERVAL": str(self.maintenance_interval),
         }
         if self.database_url:
             env["FAULTLINE_DATABASE_URL"] = self.database_url

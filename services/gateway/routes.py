@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway import exceptioner
+from services.gateway import crashlog, exceptioner
 from shared.web import health, root
 
 
@@ -13,4 +13,5 @@ def table() -> list[web.RouteDef]:
         web.get("/", root),
         web.get("/healthz", health),
         *exceptioner.routes(),
+        *crashlog.routes(),
     ]

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.query import deploys, errors
+from services.query import deploys, errors, locate, ops, pages, projects, stats
 from services.query.state import KEYS, POOL, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
 from shared.settings import Settings
-from shared.web import error_middleware, health, root
+from shared.metrics import Metrics
+from shared.web import METRICS, error_middleware, health, root
 
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -33,10 +34,19 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body,
+                          handler_args={"auto_decompress": False})
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(ops.redis_ctx)
+    app.add_routes(ops.routes())
     app.add_routes([web.get("/", root), web.get("/healthz", health)])
     app.add_routes(errors.routes())
     app.add_routes(deploys.routes())
+    app.add_routes(projects.routes())
+    app.add_routes(stats.routes())
+    app.add_routes(locate.routes())
+    app.add_routes(pages.routes())
     return app

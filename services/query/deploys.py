@@ -66,9 +66,13 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
         errors.append({"resource": "Deploy", "field": "project_id", "code": "missing_field"})
     elif not isinstance(project_id, int) or isinstance(project_id, bool):
         errors.append({"resource": "Deploy", "field": "project_id", "code": "invalid"})
+    resolve = data.get("resolve_errors", False)
+    if not isinstance(resolve, bool):
+        errors.append({"resource": "Deploy", "field": "resolve_errors", "code": "invalid"})
     if errors:
         raise validation(errors)
     out["project_id"] = project_id
+    out["resolve_errors"] = resolve
     return out
 
 
@@ -78,13 +82,26 @@ async def create_deploy(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         if not await conn.fetchval("SELECT true FROM projects WHERE id = $1", fields["project_id"]):
             raise validation([{"resource": "Project", "field": "project_id", "code": "missing"}])
-        row = await conn.fetchrow(
-            "INSERT INTO deploys (project_id, environment, author, repository, revision)"
-            f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
-            fields["project_id"], fields["environment"], fields["author"], fields["repository"],
-            fields["revision"],
-        )
-    return json_response(serialize.deploy(row), status=201,
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO deploys (project_id, environment, author, repository, revision)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+                fields["project_id"], fields["environment"], fields["author"], fields["repository"],
+                fields["revision"],
+            )
+            resolved = 0
+            if fields["resolve_errors"]:
+                # As Hoptoad did: a deploy resolves the environment's open errors; new notices reopen them.
+                status = await conn.execute(
+                    "UPDATE errors SET resolved = true, resolved_at = now(), updated_at = now()"
+                    " WHERE project_id = $1 AND environment = $2 AND NOT resolved",
+                    fields["project_id"], fields["environment"],
+                )
+                resolved = int(status.rsplit(" ", 1)[1])
+    answer = serialize.deploy(row)
+    if fields["resolve_errors"]:
+        answer["resolved_errors"] = resolved
+    return json_response(answer, status=201,
                          headers={"Location": f"/v1/deploys/{row['id']}"})
 
 

@@ -11,7 +11,8 @@ from aiohttp import web
 from services.query import serialize
 from services.query.auth import require_user
 from services.query.json_body import json_hash
-from services.query.pagination import Page, bool_param, int_param, invalid
+from services.query.filters import error_filters
+from services.query.pagination import Page, invalid
 from services.query.state import POOL
 from shared.ids import uuid7_ms
 from shared.timeutil import UTC
@@ -19,7 +20,8 @@ from shared.web import ApiError, json_response
 
 ERROR_COLUMNS = """id, project_id, environment, fingerprint, grouping_version, type, exception, message,
     file, last_notice_id, last_notice_at, notices_count, first_notice_at, most_recent_notice_at,
-    created_at, updated_at, resolved, resolved_at, regressed_at"""
+    created_at, updated_at, resolved, resolved_at, regressed_at, stored_count, first_seen_revision,
+    last_seen_revision"""
 NOTICE_COLUMNS = """id, received_at, project_id, error_id, location_id, protocol, type, environment,
     exception, message, occurred_at"""
 
@@ -39,18 +41,18 @@ def path_int(request: web.Request, name: str, what: str) -> int:
 
 
 async def list_errors(request: web.Request) -> web.Response:
+    """Errors with the dashboard filters (environment, type, exception, q, since/until) and sorts."""
     require_user(request)
     page = Page.from_request(request)
-    include_resolved = bool_param(request, "resolved", False)
-    project_id = int_param(request, "project_id", None)
-    where = "($1::int IS NULL OR project_id = $1) AND ($2 OR NOT resolved)"
+    where, order = error_filters(request)
+    n = len(where.args)
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(
-            f"SELECT {ERROR_COLUMNS} FROM errors WHERE {where}"
-            " ORDER BY most_recent_notice_at DESC, id DESC LIMIT $3 OFFSET $4",
-            project_id, include_resolved, page.per_page, page.offset,
+            f"SELECT {ERROR_COLUMNS} FROM errors WHERE {where.sql()}"
+            f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+            *where.args, page.per_page, page.offset,
         )
-        total = await conn.fetchval(f"SELECT count(*) FROM errors WHERE {where}", project_id, include_resolved)
+        total = await conn.fetchval(f"SELECT count(*) FROM errors WHERE {where.sql()}", *where.args)
     return json_response([serialize.error(r) for r in rows],
                          headers={"Link": page.link_header(request, total)})
 
@@ -94,21 +96,46 @@ async def update_error(request: web.Request) -> web.Response:
         return json_response(await _error_detail(conn, error_id))
 
 
+def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """`{microseconds}_{notice id}` of the last notice on the previous page."""
+    if not raw:
+        return None
+    try:
+        micros, _, nid = raw.partition("_")
+        return dt.datetime.fromtimestamp(int(micros) / 1_000_000, UTC), uuid.UUID(nid)
+    except (ValueError, OverflowError, OSError):
+        raise invalid("Pagination", "cursor") from None
+
+
 async def list_notices(request: web.Request) -> web.Response:
+    """An error's notices, newest first; `page` for random access, the `next` link's keyset cursor for depth."""
     require_user(request)
     error_id = path_int(request, "error_id", "Error")
     page = Page.from_request(request)
+    cursor = _cursor(request.query.get("cursor"))
     async with request.app[POOL].acquire() as conn:
-        total = await conn.fetchval("SELECT notices_count FROM errors WHERE id = $1", error_id)
+        total = await conn.fetchval("SELECT stored_count FROM errors WHERE id = $1", error_id)
         if total is None:
             raise not_found("Error")
-        rows = await conn.fetch(
-            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
-            " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
-            error_id, page.per_page, page.offset,
-        )
+        if cursor is None:
+            rows = await conn.fetch(
+                f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
+                " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+                error_id, page.per_page, page.offset,
+            )
+        else:
+            rows = await conn.fetch(
+                f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
+                " AND (received_at, id) < ($2, $3) ORDER BY received_at DESC, id DESC LIMIT $4",
+                error_id, cursor[0], cursor[1], page.per_page,
+            )
+    next_cursor = None
+    if rows:
+        last = rows[-1]
+        micros = int(last["received_at"].timestamp() * 1_000_000)
+        next_cursor = f"{micros}_{last['id']}"
     return json_response([serialize.notice(r) for r in rows],
-                         headers={"Link": page.link_header(request, total)})
+                         headers={"Link": page.link_header(request, total, next_cursor)})
 
 
 def notice_key(raw: str) -> tuple[uuid.UUID, dt.datetime]:

@@ -62,13 +62,16 @@ class Page:
         per_page = int_param(request, "per_page", DEFAULT_PER_PAGE, resource="Pagination") or 1
         return cls(page, min(per_page, MAX_PER_PAGE))
 
-    def link_header(self, request: web.Request, total: int) -> str:
-        """RFC 8288 links: first, prev, next, last (prev/next only where they exist)."""
+    def link_header(self, request: web.Request, total: int, next_cursor: str | None = None) -> str:
+        """RFC 8288 links: first, prev, next, last (prev/next only where they exist).
+
+        With `next_cursor` the next link also carries a keyset cursor, so deep pages stay fast.
+        """
         last = max(1, -(-total // self.per_page))
         links = []
 
         def url(page: int) -> str:
-            query = {k: v for k, v in request.query.items() if k not in ("page", "per_page")
+            query = {k: v for k, v in request.query.items() if k not in ("page", "per_page", "cursor")
                      and k not in ("api_key", "access_token", "auth_token", "key", "apikey")}
             query.update(page=str(page), per_page=str(self.per_page))
             return f"{request.app[SETTINGS].public_url}{request.path}?{urlencode(query)}"
@@ -77,6 +80,7 @@ class Page:
         if self.page > 1:
             links.append(f'<{url(min(self.page - 1, last))}>; rel="prev"')
         if self.page < last:
-            links.append(f'<{url(self.page + 1)}>; rel="next"')
+            nxt = url(self.page + 1) + (f"&cursor={next_cursor}" if next_cursor else "")
+            links.append(f'<{nxt}>; rel="next"')
         links.append(f'<{url(last)}>; rel="last"')
         return ", ".join(links)

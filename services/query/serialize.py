@@ -46,6 +46,9 @@ def error(row: Mapping[str, Any], body: Mapping[str, Any] | None = None, detail:
         "resolved": row["resolved"],
         "resolved_at": iso(row["resolved_at"]),
         "regressed_at": iso(row["regressed_at"]),
+        "stored_notices_count": row["stored_count"],
+        "first_seen_revision": row["first_seen_revision"],
+        "last_seen_revision": row["last_seen_revision"],
     }
     if detail:
         body = body or {}
@@ -80,7 +83,7 @@ def notice(row: Mapping[str, Any], detail: bool = False) -> dict[str, Any]:
         out["session"] = body.get("session")
         out["environment"] = body.get("cgi")
         for key in ("context", "user", "hostname", "release", "level", "source", "tags", "data",
-                    "reference_id"):
+                    "reference_id", "user_description"):
             out[key] = body.get(key)
     return out
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from services.gateway.publisher import GROUP, ensure_group
-from services.worker import descriptions, store
+from services.worker import descriptions, maintenance, store
 from services.worker.pipeline import to_row
 from shared import codec
 from shared.db import ensure_partitions
@@ -210,6 +210,7 @@ class Consumer:
         """Loop until `stop`: batches, a reclaim and trim every few seconds, back-off on outages."""
         await self.setup()
         next_chores = 0.0
+        next_maintenance = time.monotonic() + 5  # let start-up settle first
         backoff = 0.5
         while not stop.is_set():
             try:
@@ -218,6 +219,10 @@ class Consumer:
                     await self.reclaim()
                     await self.trim()
                     await self.publish_stats()
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + self.s.maintenance_interval
+                    async with self.pool.acquire() as conn:
+                        await maintenance.run(conn)
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
                 await self.run_once(block_ms=self.s.block_ms)
                 backoff = 0.5

@@ -43,12 +43,21 @@ WITH ins AS (
 ), up AS (
     INSERT INTO errors AS e (id, project_id, environment, fingerprint, grouping_version, type,
                              exception, message, file, last_notice_id, last_notice_at,
-                             notices_count, first_notice_at, most_recent_notice_at)
-    SELECT error_id, project_id, environment, fingerprint, grouping_version, type, exception,
-           message, file, id, received_at, n, first_at, received_at
-    FROM latest
+                             notices_count, stored_count, first_notice_at, most_recent_notice_at,
+                             first_seen_revision, last_seen_revision)
+    SELECT l.error_id, l.project_id, l.environment, l.fingerprint, l.grouping_version, l.type,
+           l.exception, l.message, l.file, l.id, l.received_at, l.n, l.n, l.first_at,
+           l.received_at, d.revision, d.revision
+    FROM latest l
+    LEFT JOIN LATERAL (
+        SELECT revision FROM deploys
+        WHERE project_id = l.project_id AND environment = l.environment
+        ORDER BY created_at DESC LIMIT 1
+    ) d ON true
     ON CONFLICT (id) DO UPDATE SET
         notices_count = e.notices_count + excluded.notices_count,
+        stored_count = e.stored_count + excluded.stored_count,
+        last_seen_revision = coalesce(excluded.last_seen_revision, e.last_seen_revision),
         first_notice_at = least(e.first_notice_at, excluded.first_notice_at),
         most_recent_notice_at = greatest(e.most_recent_notice_at, excluded.most_recent_notice_at),
         last_notice_id = CASE WHEN excluded.last_notice_at >= e.last_notice_at

@@ -1,0 +1,75 @@
+"""The error-list filters and sorts dashboards use, turned into one parameterised WHERE/ORDER BY."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from services.query.pagination import bool_param, int_param, invalid
+from shared.timeutil import from_epoch, parse_iso
+
+SORTS = {
+    "most_recent": "most_recent_notice_at DESC, id DESC",
+    "notices_count": "notices_count DESC, id DESC",
+    "created": "first_notice_at DESC, id DESC",  # when the error was first seen
+}
+
+
+def time_param(request: web.Request, name: str) -> dt.datetime | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    epoch = parse_iso(raw)
+    if epoch is None:
+        try:
+            epoch = float(raw)
+        except ValueError:
+            raise invalid("Query", name) from None
+    return from_epoch(epoch)
+
+
+@dataclass
+class Where:
+    clauses: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *values: Any) -> None:
+        """`clause` uses {} for each value's placeholder, in order."""
+        marks = []
+        for v in values:
+            self.args.append(v)
+            marks.append(f"${len(self.args)}")
+        self.clauses.append(clause.format(*marks))
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) or "true"
+
+
+def error_filters(request: web.Request) -> tuple[Where, str]:
+    """WHERE and ORDER BY for GET /v1/errors from its query parameters (422 on a malformed one)."""
+    w = Where()
+    if not bool_param(request, "resolved", False):
+        w.add("NOT resolved")
+    project_id = int_param(request, "project_id", None)
+    if project_id is not None:
+        w.add("project_id = {}", project_id)
+    for name, column in (("environment", "environment"), ("type", "type"), ("exception", "exception")):
+        value = request.query.get(name)
+        if value:
+            w.add(f"{column} = {{}}", value)
+    q = request.query.get("q")
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        w.add("(message ILIKE {} OR exception ILIKE {})", pattern, pattern)
+    since, until = time_param(request, "since"), time_param(request, "until")
+    if since is not None:
+        w.add("most_recent_notice_at >= {}", since)
+    if until is not None:
+        w.add("first_notice_at <= {}", until)
+    sort = request.query.get("sort") or "most_recent"
+    if sort not in SORTS:
+        raise invalid("Query", "sort")
+    return w, SORTS[sort]

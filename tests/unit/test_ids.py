@@ -1,0 +1,34 @@
+import uuid
+
+import pytest
+
+from shared import ids
+from shared.ids import error_id, uuid7, uuid7_ms
+
+
+@pytest.fixture(autouse=True)
+def restore_clock_state(monkeypatch):
+    """These tests mint ids at made-up times; the process's real ids must not inherit them."""
+    monkeypatch.setattr(ids, "_last_ms", 0)
+    monkeypatch.setattr(ids, "_seq", 0)
+
+
+def test_uuid7_is_versioned_time_ordered_and_monotonic_within_a_millisecond():
+    ids = [uuid7(1_700_000_000_000) for _ in range(5000)]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    assert ids == sorted(ids) and len(set(ids)) == 5000
+    assert uuid7_ms(ids[0]) == 1_700_000_000_000
+    assert uuid7_ms(ids[-1]) - 1_700_000_000_000 <= 2  # counter overflow borrows a millisecond at most
+
+
+def test_clock_stepping_back_still_sorts_after():
+    a = uuid7(1_800_000_000_000)
+    b = uuid7(1_799_999_999_000)
+    assert b > a
+
+
+def test_error_id_is_stable_positive_and_javascript_safe():
+    a = error_id(1, "production", "f" * 40)
+    assert a == error_id(1, "production", "f" * 40)
+    assert 0 < a < 2**53
+    assert a != error_id(1, "staging", "f" * 40) != error_id(2, "production", "f" * 40)
