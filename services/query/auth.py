@@ -11,7 +11,11 @@ from shared.web import ApiError, credential
 
 def require_user(request: web.Request) -> Credential:
     """401 without a known credential, 403 for a client-scoped key."""
-    key = credential(request) or request.cookies.get("faultline_token")
+    key = credential(request)
+    if not key and request.method in ("GET", "HEAD"):
+        # The browser pages' login cookie counts for reads only: a cross-site form cannot use it
+        # to resolve errors or post deploys (SameSite=Lax ignores ports, so don't rely on it alone).
+        key = request.cookies.get("faultline_token")
     if not key:
         raise ApiError(401, "Requires authentication: send a user-scoped token")
     cred = request.app[KEYS].lookup(key)

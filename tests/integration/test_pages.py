@@ -224,3 +224,12 @@ async def test_a_person_opens_the_notice_page_in_chromium(
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     if keep := os.environ.get("FAULTLINE_KEEP_SCREENSHOT"):
         shutil.copyfile(shot, keep)
+
+
+async def test_login_cookie_does_not_authorise_writes(query, user_token):
+    """A browser's cookie reads pages, but a cross-site form cannot resolve errors with it."""
+    cookies = {"faultline_token": user_token}
+    resp = await query.get("/v1/errors", cookies=cookies)
+    assert resp.status == 200
+    resp = await query.post("/v1/deploys", json={"environment": "x"}, cookies=cookies)
+    assert resp.status == 401
