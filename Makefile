@@ -40,3 +40,6 @@ bench-smoke: install
 
 clean:
 	rm -rf $(VENV) .faultline .pytest_cache .mypy_cache .ruff_cache
+
+soak: install
+	$(BIN)/python -m tests.soak --seconds 60
