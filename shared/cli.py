@@ -8,6 +8,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -57,7 +58,12 @@ async def _project_create(settings: Settings, name: str) -> None:
 
 def project_json(settings: Settings, project_id: int, name: str, key: str) -> dict[str, object]:
     """What `project create` prints: everything a client needs to point at this project."""
-    return {"id": project_id, "name": name, "client_key": key, "api_key": key}
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):  # a wildcard bind is no address to send to: the public host
+        host = urlsplit(settings.public_url).hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    dsn = f"http://{key}@{host}:{settings.gateway_port}/{project_id}"  # Sentry SDKs: the gateway
+    return {"id": project_id, "name": name, "client_key": key, "api_key": key, "dsn": dsn}
 
 
 async def _token_create(settings: Settings, label: str | None) -> None:

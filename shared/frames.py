@@ -1,41 +1,60 @@
-"""Stack frames from text: whole-trace parsing, in-app marking and normalisation for grouping.
+"""Stack frames: whole-trace parsing, in-app marking and the normalisation grouping relies on.
 
 Pure functions, stdlib only. Per-line parsing lives in shared.stacklines and is re-exported here.
+Everything grouping calls per frame is memoised (paths, modules and names repeat from one notice of a
+project to the next), so the gateway pays for each distinct frame once.
 """
 
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from functools import lru_cache
 from typing import Final
 
-from shared.model import Frame
-from shared.stacklines import GO, LOCATION, PYTHON, UNKNOWN, V8, parse_kind, parse_line
+from shared.model import Frame, frame
+from shared.stacklines import GO, LOCATION, PHP, PYTHON, UNKNOWN, V8, parse_kind, parse_line
 
-__all__ = ["is_library", "mark_in_app", "normalize_file", "normalize_function", "parse_line", "parse_text"]
+__all__ = [
+    "frame_key",
+    "is_library",
+    "mark_in_app",
+    "normalize_file",
+    "normalize_function",
+    "normalize_module",
+    "parse_line",
+    "parse_text",
+    "path_tail",
+]
 
 # --- library detection ---------------------------------------------------------------------------
 _LIBRARY_FILE: Final = re.compile(
     r"/gems/|\[GEM_ROOT\]|/ruby/\d+\.\d+\.\d+/|<internal:"  # Ruby gems, stdlib, core
-    r"|site-packages|dist-packages|/lib/python\d|(?i:/python\d+/lib/)|<frozen "  # Python
+    r"|site-packages|dist-packages|SITE_PACKAGES|/lib/python\d|(?i:/python\d+/lib/)|<frozen "  # Python
     r"|node_modules|^node:|^internal/|^native$|^\[native code\]$|^<anonymous>$"  # JS runtimes
+    r"|^webpack/(?:bootstrap|runtime)|^webpack:///webpack/"  # webpack's own runtime
+    r"|/(?:[\w-]*[~.-])?vendors?[~.-][^/]*\.js$"  # bundlers' vendor chunks: vendors~main.js, chunk-vendors.js
+    r"|^(?:chrome|moz|safari(?:-web)?)-extension://"  # browser extensions
     r"|/vendor/|^vendor/"  # Ruby/PHP/Go vendored code
-    r"|/usr/(?:local/)?(?:lib/)?go[\d.-]*/src/|GOROOT|^runtime/|/go/pkg/mod/"  # Go toolchain, modules
+    r"|/usr/(?:local/)?(?:lib/)?go[\d.-]*/src/|GOROOT|^runtime/|/go/pkg/mod/|@v\d"  # Go toolchain, modules
 )
 _LIBRARY_MODULES: Final = (
-    "System.",
-    "Microsoft.",
-    "java.",
-    "javax.",
-    "jdk.",
-    "sun.",
-    "com.sun.",
-    "kotlin.",
-    "kotlinx.",
-    "scala.",
+    # JVM runtime and the frameworks/libraries whose frames sit between app frames
+    "java.", "javax.", "jakarta.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
+    "org.codehaus.groovy.", "clojure.", "android.", "androidx.", "com.android.", "dalvik.", "libcore.",
+    "org.springframework.", "org.apache.", "org.hibernate.", "org.eclipse.", "org.glassfish.", "org.jboss.",
+    "io.netty.", "io.undertow.", "io.micronaut.", "io.quarkus.", "io.vertx.", "io.reactivex.", "reactor.",
+    "com.fasterxml.", "com.google.common.", "com.google.gson.", "com.google.protobuf.", "com.google.inject.",
+    "okhttp3.", "okio.", "retrofit2.", "com.zaxxer.", "org.postgresql.", "com.mysql.", "org.slf4j.",
+    "ch.qos.logback.", "org.junit.", "junit.", "akka.", "io.sentry.", "io.airbrake.",
+    # .NET runtime and common packages
+    "System.", "Microsoft.", "Newtonsoft.", "Npgsql.", "Dapper.", "Serilog.", "NLog.", "Polly.",
+    "AutoMapper.", "MediatR.", "Grpc.", "StackExchange.", "Hangfire.", "Castle.", "Autofac.", "Mono.",
+    "Exceptionless.", "Sentry.",
     "runtime/",
 )
 _LIBRARY_MODULE_NAMES: Final = frozenset({"System", "Microsoft", "runtime"})
+_JVM_CLASS_NAME: Final = re.compile(r"(?:[a-z_]\w*\.)+[A-Za-z_$][\w$]*")  # java.lang.Thread (javabrake)
 
 # --- normalize_file rules, applied in this order ---------------------------------------------------
 _URL_ORIGIN: Final = re.compile(r"[A-Za-z][\w+.-]*://[^/]*")  # scheme://host:port (file:// too) -> gone
@@ -45,14 +64,55 @@ _DRIVE: Final = re.compile(r"^/?[A-Za-z]:(?=/)")  # Windows drive letter (C:/, /
 _PROJECT_ROOT: Final = re.compile(r"^(?:\[PROJECT_ROOT\]|/PROJECT_ROOT)(?:/|$)")  # prefix -> relative path
 _RELEASE: Final = re.compile(r"/releases/\d{8,14}/")  # Capistrano release dir -> /current/
 _TMP_BUILD: Final = re.compile(r"/(?:private/)?tmp/[^/]+/")  # leading /tmp/<random>/ build dir -> relative
-_HASH: Final = re.compile(r"[.-](?=[a-f]*\d)[0-9a-f]{6,}(?=\.)")  # file name: app.3f9a1c.js -> app.js
+_HASH: Final = re.compile(  # file-name content hash: app.3f9a1c.js, index-5c9a1f2b3d4e.js, index-C2VtaBTi.js
+    r"[.-](?=[a-f]*\d)[0-9a-f]{6,}(?=\.)"  # webpack / parcel / next: hex with a digit
+    r"|-(?=[\w-]{0,7}(?:\d|(?<!-)[A-Z]))[\w-]{8}(?=\.(?:m?js|css)$)"  # vite / rollup / esbuild [hash:8]
+)
 _DOT_SEGMENTS: Final = re.compile(r"/(?:\./)+|//+")  # /./ and // -> /
+_VERSION_DIR: Final = re.compile(r"[-@_]?v?\d+(?:\.\d+)+[\w.+-]*$")  # rack-2.2.3, gin@v1.9.1, python3.11
+_PLACEHOLDER_FILES: Final = frozenset({
+    "<anonymous>", "native", "[native code]", "<unknown>", "unknown", "<generated>", "SourceFile",
+    "Unknown Source", "Native Method", "?", "",
+})
 
 # --- normalize_function rules ----------------------------------------------------------------------
 _RUBY_LEVELS: Final = re.compile(r"block \(\d+ levels\) in ")  # -> "block in "
-_LAMBDA_NUMBER: Final = re.compile(r"[$-]\d+(?=$|[$.])")  # lambda$main$0, $lambda$12, $lambda-1
+_RUBY_TEMPLATE: Final = re.compile(r"_{2,3}-?\d+_\d+$")  # Rails: _app_views_x_html_erb__4242_7000 -> ..._erb
+_LAMBDA_NUMBER: Final = re.compile(  # lambda$main$0, $lambda$12, $lambda-1, ASP.NET's lambda_method12
+    r"[$-]\d+(?=$|[$.])|(?<=^lambda_method)\d+$"
+)
 _DOTNET_ORDINAL: Final = re.compile(r"(?<=>[a-z]__)\d+(?:_\d+)?|(?<=\|)\d+_\d+")  # <Main>b__0_0, |0_0
 _ADDRESS: Final = re.compile(r"\b0x[0-9a-fA-F]{4,}")  # memory address -> 0x
+_PHP_CLOSURE: Final = re.compile(r"\{closure(?::[^}]*)?\}")  # PHP 8.4 {closure:/app/x.php:12} -> {closure}
+_JS_ALIAS: Final = re.compile(r" \[as [^\]]*\]$")  # V8 "Foo.bar [as baz]": the alias is the call site's
+
+# --- normalize_module rules (JVM and .NET class names) ---------------------------------------------
+_JVM_PROXY: Final = re.compile(  # generated subclasses stand for the class they proxy
+    r"\$\$[A-Za-z]*(?:CGLIB|Guice)[A-Za-z]*\$\$\w+|\$(?:HibernateProxy|ByteBuddy|MockitoMock)\$\w+"
+    r"|\$\$_javassist_\w+|\$\$_jvst\w+"
+)
+_JVM_LAMBDA_CLASS: Final = re.compile(r"\$\$Lambda(?:\$\d+)?(?:/(?:0x)?[0-9a-fA-F]+)?")  # -> $$Lambda
+_JVM_ANON: Final = re.compile(r"\$\d+(?=$|\$|\.)")  # Foo$1, FooKt$main$2 -> Foo$, FooKt$main$
+_DOTNET_CLOSURE: Final = re.compile(r"\.<>c(?:__DisplayClass\d+_\d+)?(?=$|\.)")  # Program.<>c -> Program
+_DOTNET_STATE_MACHINE: Final = re.compile(r"\.<(?P<name>.+)>d__\d*$")  # Svc.<Run>d__5 (+ MoveNext) -> Svc.Run
+
+# --- frame_key: which languages are keyed by class, which by file ---------------------------------
+_CLASS_LANGS: Final = frozenset({"java", "kt", "kts", "scala", "groovy", "clj", "cljc", "cs", "vb", "fs"})
+_SCRIPT_LANGS: Final = frozenset({
+    "py", "pyw", "pyx", "rb", "erb", "rake", "haml", "slim", "builder", "jbuilder", "ru", "php", "phtml",
+    "inc", "js", "mjs", "cjs", "jsx", "ts", "tsx", "mts", "cts", "vue", "svelte", "coffee",
+})
+_RUBY_PREFIX: Final = re.compile(r"(?:block|rescue|ensure) in ")
+_GO_CLOSURE: Final = re.compile(r"(?<=\.)(func|gowrap|deferwrap)\d+(?:\.\d+)*")  # main.func1 -> main.func
+_ANONYMOUS: Final = frozenset({"<anonymous>", "anonymous", "?", "<unknown>"})
+_GOROUTINE: Final = re.compile(r"goroutine \d+ \[")
+_PHP_SITE: Final = re.compile(  # where PHP threw: "...: boom in /x/Foo.php:12", "(... at /x/F.php:3)"
+    r".*?\b(?:in|at) (?P<file>(?:[A-Za-z]:)?[^\s:()]+\.(?:php\d?|phtml|inc)):(?P<line>\d+)\)?"
+    r"|.*?\bthrown in (?P<tfile>\S+) on line (?P<tline>\d+)"
+)
+_PHP_THROW_SITE: Final = "php-site"
+_CACHE: Final = 8192  # distinct frames remembered per memoised helper
+_CACHEABLE: Final = 600  # longer file+module+function go uncached: a client cannot fill memory with them
 
 
 def _context(f: Frame, lines: list[str], i: int, indent: int) -> int:
@@ -78,16 +138,31 @@ def _go_location(f: Frame, lines: list[str], i: int) -> int:
 
 
 def parse_text(text: str) -> list[Frame]:
-    """Parse a whole multi-line stack trace into frames, innermost (crashing) frame first."""
+    """Parse a whole multi-line stack trace into frames, innermost (crashing) frame first.
+
+    A Go dump lists every goroutine; only the first block (the one that panicked) is the error's
+    stack, so parsing stops at the second ``goroutine N [...]:`` header. A PHP trace names at each
+    line the function *called* there; its frames are shifted to name the function the line is *in*
+    (as phpbrake and Sentry's PHP SDK send them), the throw site from the header line first.
+    """
     lines = text.splitlines()
     pairs: list[tuple[str, Frame]] = []
     kinds: set[str] = set()
+    goroutines = 0
     i = 0
     while i < len(lines):
         line = lines[i]
+        if line.startswith("goroutine ") and _GOROUTINE.match(line):
+            goroutines += 1
+            if goroutines > 1:
+                break
         kind, f = parse_kind(line)
         i += 1
         if kind == UNKNOWN:
+            if ".php" in line and len(line) <= 8192 and (m := _PHP_SITE.match(line.strip())):
+                site = frame(m["file"] or m["tfile"], None, int(m["line"] or m["tline"]))
+                site["raw"] = f["raw"]
+                pairs.append((_PHP_THROW_SITE, site))
             continue
         if kind == PYTHON:
             i = _context(f, lines, i, len(line) - len(line.lstrip(" \t|")))
@@ -100,39 +175,144 @@ def parse_text(text: str) -> list[Frame]:
 
 def _finish(pairs: list[tuple[str, Frame]], kinds: set[str]) -> list[Frame]:
     """Drop Node's "file:line" source banner when V8 frames exist; put Python innermost first."""
+    if PHP in kinds:
+        return _php_frames(pairs)
     drop = LOCATION if V8 in kinds else None
-    frames = [f for kind, f in pairs if kind != drop]
+    frames = [f for kind, f in pairs if kind != drop and kind != _PHP_THROW_SITE]
     if PYTHON in kinds:
         frames.reverse()  # Python prints oldest call first (and a chain's cause before its effect)
     return frames
 
 
-def is_library(file: str | None, module: str | None, patterns: tuple[str, ...] = ()) -> bool:
-    """True for gem / package / runtime / vendored frames, or ones matching a configured glob."""
+def _php_frames(pairs: list[tuple[str, Frame]]) -> list[Frame]:
+    """PHP traces (one block per exception, each starting at #0) as canonical frames."""
+    out: list[Frame] = []
+    block: list[Frame] = []
+    site: Frame | None = None
+    for kind, f in pairs:
+        if kind == _PHP_THROW_SITE:
+            if block and site is None:  # "thrown in x on line n" after a trace printed without header
+                site = f
+            elif block:  # the header of the next exception ("Next Exception: ... in x:n")
+                out.extend(_php_shift(block, site))
+                block, site = [], f
+            elif site is None:
+                site = f
+        elif kind == PHP:
+            if block and f.get("raw", "").startswith("#0 "):
+                out.extend(_php_shift(block, site))
+                block, site = [], None
+            block.append(f)
+        else:
+            out.append(f)
+    out.extend(_php_shift(block, site))
+    return out
+
+
+def _php_shift(block: list[Frame], site: Frame | None) -> list[Frame]:
+    """Each frame keeps its file and line and takes the function of the entry below it (its caller)."""
+    if not block:
+        return []
+    calls = [(f["module"], f["function"] if f["function"] != "{main}" else None) for f in block]
+    out: list[Frame] = []
+    if calls[0][1] is not None:
+        inner = site.copy() if site else frame()
+        inner["module"], inner["function"] = calls[0]
+        inner.setdefault("raw", block[0].get("raw", ""))
+        out.append(inner)
+    for i, f in enumerate(block):
+        if f["file"] is None and f["function"] == "{main}":
+            continue
+        g = f.copy()
+        g["module"], g["function"] = calls[i + 1] if i + 1 < len(calls) else (None, None)
+        out.append(g)
+    return out
+
+
+def _jvm_class(path: str) -> str | None:
+    """javabrake's "file": a class resource path (``app.jar!/com/x/Foo.class``) or a JDK class name."""
+    if path.endswith(".class"):
+        inner = path.rsplit("!/", 1)[-1]
+        if "classes/" in inner:
+            inner = inner.rsplit("classes/", 1)[1]
+        return inner[:-6].strip("/").replace("/", ".") or None
+    if "/" not in path and "\\" not in path and _JVM_CLASS_NAME.fullmatch(path):
+        return path if path.rsplit(".", 1)[1][:1].isupper() else None
+    return None
+
+
+def _builtin_library(file: str | None, module: str | None) -> bool:
+    if len(file or "") + len(module or "") <= _CACHEABLE:
+        return _library_cached(file, module)
+    return _library(file, module)
+
+
+def _library(file: str | None, module: str | None) -> bool:
     path = file.replace("\\", "/") if file else None
     if path and _LIBRARY_FILE.search(path):
         return True
-    if module and (module.startswith(_LIBRARY_MODULES) or module in _LIBRARY_MODULE_NAMES):
-        return True
-    return bool(patterns) and _matches((path, module), patterns)
+    if not module and path:
+        module = _jvm_class(path)
+    return bool(module) and (module.startswith(_LIBRARY_MODULES) or module in _LIBRARY_MODULE_NAMES)
+
+
+_library_cached: Final = lru_cache(maxsize=_CACHE)(_library)
+
+
+@lru_cache(maxsize=256)
+def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for a project's fnmatch-style globs (case-sensitive, ``*`` crosses ``/``)."""
+    return re.compile("|".join(translate(p) for p in patterns)) if patterns else None
 
 
 def _matches(candidates: tuple[str | None, ...], patterns: tuple[str, ...]) -> bool:
-    """Whether any non-empty candidate matches any fnmatch-style glob (case-sensitive)."""
-    return any(c and fnmatchcase(c, p) for c in candidates for p in patterns)
+    """Whether any non-empty candidate matches any glob."""
+    rx = _compiled(patterns)
+    return rx is not None and any(c and rx.match(c) for c in candidates)
+
+
+def _candidates(file: str | None, module: str | None) -> tuple[str | None, ...]:
+    path = file.replace("\\", "/") if file else None
+    return (path, normalize_file(path), module)
+
+
+def is_library(file: str | None, module: str | None, patterns: tuple[str, ...] = ()) -> bool:
+    """True for gem / package / runtime / vendored frames, or ones matching a configured glob."""
+    if _builtin_library(file or None, module or None):
+        return True
+    return bool(patterns) and _matches(_candidates(file, module), patterns)
+
+
+def in_app(f: Frame, app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()) -> bool:
+    """Whether a frame is the project's own code.
+
+    The project's settings come first (an app pattern, then a library pattern), then what the client
+    said (Sentry's ``in_app``), then the built-in rules for gems, site-packages, node_modules, vendor
+    directories and the runtimes' own code.
+    """
+    file, module = f.get("file"), f.get("module")
+    if app_patterns or library_patterns:
+        candidates = _candidates(file, module)
+        if app_patterns and _matches(candidates, app_patterns):
+            return True
+        if library_patterns and _matches(candidates, library_patterns):
+            return False
+    told = f.get("in_app")
+    if told is not None:
+        return bool(told)
+    return not _builtin_library(file or None, module or None)
 
 
 def mark_in_app(
     frames: list[Frame], app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()
 ) -> list[Frame]:
-    """Return frames with in_app decided where the client left it None (the input is not mutated)."""
+    """Return frames with in_app decided (see ``in_app``); the input is not mutated."""
     out: list[Frame] = []
     for f in frames:
-        if f.get("in_app") is None:  # .get: tolerate frames decoded from older/foreign payloads
+        decided = in_app(f, app_patterns, library_patterns)
+        if f.get("in_app") is not decided:
             f = f.copy()
-            file, module = f.get("file"), f.get("module")
-            app = bool(app_patterns) and _matches((file, normalize_file(file), module), app_patterns)
-            f["in_app"] = app or not is_library(file, module, library_patterns)
+            f["in_app"] = decided
         out.append(f)
     return out
 
@@ -161,6 +341,24 @@ def normalize_file(path: str | None) -> str | None:
     return p[2:] if p.startswith("./") else p
 
 
+def path_tail(path: str) -> str:
+    """The file name and the directory holding it, that directory's version suffix dropped.
+
+    Enough to tell ``blog/views.py`` from ``shop/views.py`` while ignoring where the project (or a
+    gem, package or module of some version) was installed.
+    """
+    path = path.rstrip("/")
+    slash = path.rfind("/")
+    if slash < 0:
+        return path
+    name = path[slash + 1 :]
+    start = path.rfind("/", 0, slash) + 1
+    parent = path[start:slash]
+    if parent[-1:].isdigit():
+        parent = _VERSION_DIR.sub("", parent)
+    return f"{parent}/{name}" if parent else name
+
+
 def _strip_call(name: str) -> str:
     """Drop a trailing argument/parameter list: ``Method(String a)``, Go's ``f(0xc0, ...)``."""
     depth = 0
@@ -185,12 +383,116 @@ def normalize_function(name: str | None) -> str | None:
         s = s[6:].lstrip()
     if s.endswith(")"):
         s = _strip_call(s)
+    if s.endswith("]") and " [as " in s:
+        s = _JS_ALIAS.sub("", s)
     if "levels) in " in s:
         s = _RUBY_LEVELS.sub("block in ", s)
     if "lambda" in s or "anonfun" in s:
         s = _LAMBDA_NUMBER.sub("", s)
     if "__" in s or "|" in s:
         s = _DOTNET_ORDINAL.sub("", s)
+        if s[-1:].isdigit():
+            s = _RUBY_TEMPLATE.sub("", s)
     if "0x" in s:
         s = _ADDRESS.sub("0x", s)
+    if "{closure" in s:
+        s = _PHP_CLOSURE.sub("{closure}", s)
     return s or None
+
+
+def normalize_module(module: str | None) -> str | None:
+    """A JVM / .NET class name without generated parts: proxies, lambda classes, closure holders."""
+    if not module:
+        return None
+    s = module.strip()
+    if "+" in s:
+        s = s.replace("+", ".")  # .NET reflection names nested types Outer+Inner
+    if "$" in s:
+        s = _JVM_PROXY.sub("", s)
+        s = _JVM_LAMBDA_CLASS.sub("$$Lambda", s)
+        s = _JVM_ANON.sub("$", s)
+    if "<>c" in s:
+        s = _DOTNET_CLOSURE.sub("", s)
+    return s or None
+
+
+def _member(module: str, function: str | None) -> tuple[str | None, str | None]:
+    """Class-keyed languages: (class, method), an async state machine's MoveNext folded into its method."""
+    cls = normalize_module(module)
+    fn = normalize_function(function)
+    if cls and ">d__" in cls and (m := _DOTNET_STATE_MACHINE.search(cls)):
+        cls, fn = normalize_module(cls[: m.start()]), normalize_function(m["name"])
+    return cls, fn
+
+
+def _short_name(fn: str | None) -> str | None:
+    """Script languages: the bare function or method name, without receiver, class or namespace.
+
+    V8 prints the receiver's type (``Child.save`` for an inherited ``save``), Sentry's Python SDK a
+    qualified name, pybrake the bare one, Ruby 3.4 ``User#save`` where 3.3 printed ``save``.
+    """
+    if not fn:
+        return None
+    prefix = ""
+    if " in " in fn and (m := _RUBY_PREFIX.match(fn)):
+        prefix, fn = fn[: m.end()], fn[m.end() :]
+    if fn.startswith("new "):
+        fn = fn[4:]
+    fn = fn.rstrip("/<")  # Firefox: handleClick/< is an anonymous function inside handleClick
+    depth = 0
+    for i in range(len(fn) - 1, 0, -1):
+        c = fn[i]
+        if c == ">" and fn[i - 1] == "-" and depth == 0:  # PHP App\Foo->bar
+            fn = fn[i + 1 :]
+            break
+        if c in ">])}":
+            depth += 1
+        elif c in "<[({":
+            depth -= 1
+        elif depth == 0 and (c in ".#\\" or c == ":" and fn[i - 1] == ":"):
+            fn = fn[i + 1 :]
+            break
+    if not fn or fn in _ANONYMOUS:
+        return prefix.strip() or None
+    return prefix + fn
+
+
+def _extension(path: str) -> str:
+    dot = path.rfind(".")
+    return path[dot + 1 :].lower() if dot > path.rfind("/") else ""
+
+
+def _key(file: str | None, module: str | None, function: str | None) -> str | None:
+    path = normalize_file(file) if file and file not in _PLACEHOLDER_FILES else None
+    ext = _extension(path) if path else ""
+    if path and not module and (ext == "class" or "." in path and "/" not in path):
+        module = _jvm_class(path)  # javabrake sends the class, not the source file
+        if module:
+            path, ext = None, "class"
+    if module and (not path or ext in _CLASS_LANGS):
+        where, fn = _member(module, function)
+    else:
+        where = path_tail(path) if path else module
+        fn = normalize_function(function)
+        if ext in _SCRIPT_LANGS or (file and "://" in file):
+            fn = _short_name(fn)
+        elif fn and ext == "go":
+            fn = _GO_CLOSURE.sub(r"\1", fn)
+    if not where and not fn:
+        return None
+    return f"{where or ''}:{fn or ''}"
+
+
+def frame_key(f: Frame) -> str | None:
+    """What identifies a frame for grouping, never its line or column; None when it names nothing.
+
+    JVM and .NET frames are keyed by class and method (the source file adds nothing, and is often
+    missing); every other frame by the last two parts of its normalised path and its function name.
+    """
+    file, module, function = f.get("file") or None, f.get("module") or None, f.get("function") or None
+    if len(file or "") + len(module or "") + len(function or "") <= _CACHEABLE:
+        return _key_cached(file, module, function)
+    return _key(file, module, function)
+
+
+_key_cached: Final = lru_cache(maxsize=_CACHE)(_key)

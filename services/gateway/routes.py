@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway import crashlog, exceptioner
+from services.gateway import airbrake, crashlog, exceptioner, exceptionless, sentry
 from shared.web import health, root
 
 
@@ -14,4 +14,7 @@ def table() -> list[web.RouteDef]:
         web.get("/healthz", health),
         *exceptioner.routes(),
         *crashlog.routes(),
+        *sentry.routes(),
+        *airbrake.routes(),
+        *exceptionless.routes(),
     ]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.query import deploys, errors, locate, ops, pages, projects, stats
+from services.query import deploys, errors, exceptionless_config, locate, ops, pages, projects, stats
 from services.query.state import KEYS, POOL, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
@@ -49,4 +49,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(stats.routes())
     app.add_routes(locate.routes())
     app.add_routes(pages.routes())
+    app.add_routes(exceptionless_config.routes())
     return app
