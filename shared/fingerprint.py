@@ -34,7 +34,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from shared.frames import frame_key, in_app
+from shared.frames import grouping_facts, in_app
 from shared.model import ExceptionInfo, Notice
 
 VERSION = 1
@@ -136,9 +136,8 @@ def _stack_parts(
     for exc in chain:
         keys: list[tuple[str, bool]] = []
         for f in exc.get("frames") or ():
-            key = frame_key(f)
+            key, mine = grouping_facts(f, app, lib)
             if key is not None:
-                mine = in_app(f, app, lib)
                 any_app = any_app or mine
                 keys.append((key, mine))
         any_key = any_key or bool(keys)

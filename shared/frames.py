@@ -17,6 +17,8 @@ from shared.stacklines import GO, LOCATION, PHP, PYTHON, UNKNOWN, V8, parse_kind
 
 __all__ = [
     "frame_key",
+    "grouping_facts",
+    "in_app",
     "is_library",
     "mark_in_app",
     "normalize_file",
@@ -33,7 +35,7 @@ _LIBRARY_FILE: Final = re.compile(
     r"|site-packages|dist-packages|SITE_PACKAGES|/lib/python\d|(?i:/python\d+/lib/)|<frozen "  # Python
     r"|node_modules|^node:|^internal/|^native$|^\[native code\]$|^<anonymous>$"  # JS runtimes
     r"|^webpack/(?:bootstrap|runtime)|^webpack:///webpack/"  # webpack's own runtime
-    r"|/(?:[\w-]*[~.-])?vendors?[~.-][^/]*\.js$"  # bundlers' vendor chunks: vendors~main.js, chunk-vendors.js
+    r"|/[\w-]*[~.-]vendors?(?:[~.-][^/]*)?\.js$|/vendors?[~.-][^/]*\.js$"  # vendors~main.js, chunk-vendors.js
     r"|^(?:chrome|moz|safari(?:-web)?)-extension://"  # browser extensions
     r"|/vendor/|^vendor/"  # Ruby/PHP/Go vendored code
     r"|/usr/(?:local/)?(?:lib/)?go[\d.-]*/src/|GOROOT|^runtime/|/go/pkg/mod/|@v\d"  # Go toolchain, modules
@@ -112,7 +114,7 @@ _PHP_SITE: Final = re.compile(  # where PHP threw: "...: boom in /x/Foo.php:12",
 )
 _PHP_THROW_SITE: Final = "php-site"
 _CACHE: Final = 8192  # distinct frames remembered per memoised helper
-_CACHEABLE: Final = 600  # longer file+module+function go uncached: a client cannot fill memory with them
+_CACHEABLE: Final = 256  # a longer file, module or function goes uncached: clients cannot fill memory
 
 
 def _context(f: Frame, lines: list[str], i: int, indent: int) -> int:
@@ -242,7 +244,7 @@ def _jvm_class(path: str) -> str | None:
 
 
 def _builtin_library(file: str | None, module: str | None) -> bool:
-    if len(file or "") + len(module or "") <= _CACHEABLE:
+    if len(file or "") <= _CACHEABLE and len(module or "") <= _CACHEABLE:
         return _library_cached(file, module)
     return _library(file, module)
 
@@ -253,7 +255,7 @@ def _library(file: str | None, module: str | None) -> bool:
         return True
     if not module and path:
         module = _jvm_class(path)
-    return bool(module) and (module.startswith(_LIBRARY_MODULES) or module in _LIBRARY_MODULE_NAMES)
+    return module is not None and (module.startswith(_LIBRARY_MODULES) or module in _LIBRARY_MODULE_NAMES)
 
 
 _library_cached: Final = lru_cache(maxsize=_CACHE)(_library)
@@ -283,6 +285,34 @@ def is_library(file: str | None, module: str | None, patterns: tuple[str, ...] =
     return bool(patterns) and _matches(_candidates(file, module), patterns)
 
 
+def _project_verdict(
+    app_patterns: tuple[str, ...], library_patterns: tuple[str, ...], file: str | None, module: str | None
+) -> bool | None:
+    """True/False when a project's app/library pattern decides the frame, else None."""
+    candidates = _candidates(file, module)
+    if app_patterns and _matches(candidates, app_patterns):
+        return True
+    if library_patterns and _matches(candidates, library_patterns):
+        return False
+    return None
+
+
+_project_verdict_cached: Final = lru_cache(maxsize=_CACHE)(_project_verdict)
+
+
+def _decide(f: Frame, file: str | None, module: str | None, library: bool,
+            app_patterns: tuple[str, ...], library_patterns: tuple[str, ...]) -> bool:
+    if app_patterns or library_patterns:
+        short = len(file or "") <= _CACHEABLE and len(module or "") <= _CACHEABLE
+        verdict = (_project_verdict_cached if short else _project_verdict)(
+            app_patterns, library_patterns, file, module
+        )
+        if verdict is not None:
+            return verdict
+    told = f.get("in_app")
+    return bool(told) if told is not None else not library
+
+
 def in_app(f: Frame, app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()) -> bool:
     """Whether a frame is the project's own code.
 
@@ -290,17 +320,8 @@ def in_app(f: Frame, app_patterns: tuple[str, ...] = (), library_patterns: tuple
     said (Sentry's ``in_app``), then the built-in rules for gems, site-packages, node_modules, vendor
     directories and the runtimes' own code.
     """
-    file, module = f.get("file"), f.get("module")
-    if app_patterns or library_patterns:
-        candidates = _candidates(file, module)
-        if app_patterns and _matches(candidates, app_patterns):
-            return True
-        if library_patterns and _matches(candidates, library_patterns):
-            return False
-    told = f.get("in_app")
-    if told is not None:
-        return bool(told)
-    return not _builtin_library(file or None, module or None)
+    file, module = f.get("file") or None, f.get("module") or None
+    return _decide(f, file, module, _builtin_library(file, module), app_patterns, library_patterns)
 
 
 def mark_in_app(
@@ -439,6 +460,11 @@ def _short_name(fn: str | None) -> str | None:
     if fn.startswith("new "):
         fn = fn[4:]
     fn = fn.rstrip("/<")  # Firefox: handleClick/< is an anonymous function inside handleClick
+    if "<" not in fn and "[" not in fn and "(" not in fn and "{" not in fn:  # no nesting: the last separator
+        cut = max(fn.rfind("."), fn.rfind("#"), fn.rfind("\\"), fn.rfind("::") + 1, fn.rfind("->") + 1)
+        if cut > 0:
+            fn = fn[cut + 1 :]
+        return prefix + fn if fn and fn not in _ANONYMOUS else prefix.strip() or None
     depth = 0
     for i in range(len(fn) - 1, 0, -1):
         c = fn[i]
@@ -483,16 +509,42 @@ def _key(file: str | None, module: str | None, function: str | None) -> str | No
     return f"{where or ''}:{fn or ''}"
 
 
+def _facts(file: str | None, module: str | None, function: str | None) -> tuple[str | None, bool]:
+    return _key(file, module, function), _library(file, module)
+
+
+_facts_cached: Final = lru_cache(maxsize=_CACHE)(_facts)
+
+
+def _fields(f: Frame) -> tuple[str | None, str | None, str | None, bool]:
+    file, module, function = f.get("file") or None, f.get("module") or None, f.get("function") or None
+    short = (
+        (file is None or len(file) <= _CACHEABLE)
+        and (module is None or len(module) <= _CACHEABLE)
+        and (function is None or len(function) <= _CACHEABLE)
+    )
+    return file, module, function, short
+
+
 def frame_key(f: Frame) -> str | None:
     """What identifies a frame for grouping, never its line or column; None when it names nothing.
 
     JVM and .NET frames are keyed by class and method (the source file adds nothing, and is often
     missing); every other frame by the last two parts of its normalised path and its function name.
     """
-    file, module, function = f.get("file") or None, f.get("module") or None, f.get("function") or None
-    if len(file or "") + len(module or "") + len(function or "") <= _CACHEABLE:
-        return _key_cached(file, module, function)
-    return _key(file, module, function)
+    file, module, function, short = _fields(f)
+    return (_facts_cached if short else _facts)(file, module, function)[0]
 
 
-_key_cached: Final = lru_cache(maxsize=_CACHE)(_key)
+def grouping_facts(
+    f: Frame, app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()
+) -> tuple[str | None, bool]:
+    """``(frame_key(f), in_app(f, ...))`` in one memoised step: the fingerprint's per-frame work."""
+    file, module, function, short = _fields(f)
+    key, library = (_facts_cached if short else _facts)(file, module, function)
+    if key is None:
+        return None, False
+    if app_patterns or library_patterns:
+        return key, _decide(f, file, module, library, app_patterns, library_patterns)
+    told = f.get("in_app")
+    return key, (not library) if told is None else bool(told)

@@ -10,12 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.frames import (
+    frame_key,
+    grouping_facts,
+    in_app,
     is_library,
     mark_in_app,
     normalize_file,
     normalize_function,
+    normalize_module,
     parse_line,
     parse_text,
+    path_tail,
 )
 from shared.model import Frame, frame
 
@@ -225,7 +230,10 @@ def test_fuzz_never_raises(text: str) -> None:
     parse_text(text)
     normalize_file(text)
     normalize_function(text)
+    normalize_module(text)
     mark_in_app([parse_line(text)])
+    frame_key(parse_line(text))
+    grouping_facts(frame(text, text, module=text), (text,), (text,))
 
 
 # --- parse_text -------------------------------------------------------------------------------------
@@ -367,7 +375,7 @@ Suppressed: java.lang.RuntimeException: s
     ]
 
 
-def test_parse_text_go_panic_pairs_lines() -> None:
+def test_parse_text_go_panic_pairs_lines_and_keeps_the_panicking_goroutine() -> None:
     text = """\
 panic: runtime error: index out of range [5] with length 3
 
@@ -391,13 +399,27 @@ exit status 2
         ("/app/main.go", "main", "handler", 42, None),
         ("/usr/local/go/src/runtime/panic.go", None, "panic", 884, None),
         ("/app/main.go", "main", "main", 12, None),
-        ("/app/main.go", "main", "worker.func1", 20, None),
-        ("/app/main.go", "main", "worker", 18, None),
     ]
     assert frames[0]["raw"] == "main.handler(0xc000010000, {0x4b2f60, 0x3})\n/app/main.go:42 +0x1d"
 
 
-def test_parse_text_php() -> None:
+def test_parse_text_go_created_by_in_the_first_goroutine() -> None:
+    text = """\
+goroutine 6 [running]:
+main.worker.func1()
+\t/app/main.go:20 +0x45
+created by main.worker in goroutine 1
+\t/app/main.go:18 +0x7a
+"""
+    assert [fields(f) for f in parse_text(text)] == [
+        ("/app/main.go", "main", "worker.func1", 20, None),
+        ("/app/main.go", "main", "worker", 18, None),
+    ]
+
+
+def test_parse_text_php_frames_name_the_function_each_line_is_in() -> None:
+    # PHP prints, at each line, the function called there; phpbrake and Sentry's PHP SDK send the
+    # function the line is in, the throw site first. parse_text does the same.
     text = """\
 PHP Fatal error:  Uncaught RuntimeException: boom in /var/www/src/Foo.php:12
 Stack trace:
@@ -406,10 +428,56 @@ Stack trace:
 #2 {main}
   thrown in /var/www/src/Foo.php on line 12
 """
+    assert [fields(f) for f in parse_text(text)] == [
+        ("/var/www/src/Foo.php", "App\\Foo", "bar", 12, None),
+        ("/var/www/src/Foo.php", "App\\Foo", "run", 30, None),
+        ("/var/www/public/index.php", None, None, 5, None),
+    ]
+
+
+def test_parse_text_php_without_header_keeps_the_called_function() -> None:
+    text = "#0 /var/www/src/Foo.php(30): App\\Foo->bar('x')\n#1 {main}\n"
+    assert [fields(f) for f in parse_text(text)] == [
+        (None, "App\\Foo", "bar", None, None),
+        ("/var/www/src/Foo.php", None, None, 30, None),
+    ]
+
+
+def test_parse_text_php_laravel_log_and_thrown_in_only() -> None:
+    laravel = (
+        "[2024-03-01 12:00:00] production.ERROR: boom {\"exception\":\"[object] (RuntimeException(code: 0): "
+        "boom at /var/www/app/Jobs/Sync.php:40)\n[stacktrace]\n"
+        "#0 /var/www/vendor/laravel/src/Illuminate/Bus/Dispatcher.php(12): App\\Jobs\\Sync->handle()\n"
+        "#1 {main}\n\"}\n"
+    )
+    assert [(f["file"], f["function"], f["line"]) for f in parse_text(laravel)] == [
+        ("/var/www/app/Jobs/Sync.php", "handle", 40),
+        ("/var/www/vendor/laravel/src/Illuminate/Bus/Dispatcher.php", None, 12),
+    ]
+    trailer = "#0 /x/a.php(3): f()\n#1 {main}\n  thrown in /x/b.php on line 9\n"
+    assert [(f["file"], f["function"], f["line"]) for f in parse_text(trailer)] == [
+        ("/x/b.php", "f", 9),
+        ("/x/a.php", None, 3),
+    ]
+
+
+def test_parse_text_php_chained_exceptions_shift_per_block() -> None:
+    text = """\
+InvalidArgumentException: inner in /app/Parser.php:7
+Stack trace:
+#0 /app/Service.php(20): Parser->parse()
+#1 {main}
+
+Next RuntimeException: outer in /app/Service.php:22
+Stack trace:
+#0 /app/index.php(3): Service->run()
+#1 {main}
+"""
     assert [(f["file"], f["function"], f["line"]) for f in parse_text(text)] == [
-        ("/var/www/src/Foo.php", "bar", 30),
-        ("/var/www/public/index.php", "run", 5),
-        (None, "{main}", None),
+        ("/app/Parser.php", "parse", 7),
+        ("/app/Service.php", None, 20),
+        ("/app/Service.php", "run", 22),
+        ("/app/index.php", None, 3),
     ]
 
 
@@ -455,6 +523,17 @@ def test_parse_text_crlf_and_empty() -> None:
         (None, "sun.reflect.NativeMethodAccessorImpl"),
         ("Coroutine.kt", "kotlin.coroutines.jvm.internal.BaseContinuationImpl"),
         (None, "runtime"),
+        ("/SITE_PACKAGES/django/core/handlers/base.py", None),  # pybrake
+        ("chrome-extension://abcdef/content.js", None),
+        ("https://x/static/js/vendors~main.8c1e2f3a.chunk.js", None),
+        ("/static/js/chunk-vendors.js", None),
+        ("webpack/bootstrap", None),
+        ("github.com/gin-gonic/gin@v1.9.1/context.go", None),  # go build -trimpath
+        (None, "org.springframework.web.servlet.FrameworkServlet"),
+        (None, "com.zaxxer.hikari.pool.HikariPool"),
+        (None, "Npgsql.NpgsqlConnector"),
+        ("spring-tx-5.3.27.jar!/org/springframework/tx/TransactionInterceptor.class", None),  # javabrake
+        ("java.lang.Thread", None),  # javabrake names JDK classes instead of files
     ],
 )
 def test_is_library_true(file: str | None, module: str | None) -> None:
@@ -475,6 +554,10 @@ def test_is_library_true(file: str | None, module: str | None) -> None:
         ("/var/www/src/Foo.php", "App\\Foo"),
         (None, None),
         ("", ""),
+        ("/app/src/vendors.js", None),  # a file named vendors.js, not a vendor chunk
+        ("shop.jar!/com/shop/service/OrderService.class", None),
+        ("com.shop.service.OrderService$$EnhancerBySpringCGLIB$$a1b2", None),
+        ("views.py", None),
     ],
 )
 def test_is_library_false(file: str | None, module: str | None) -> None:
@@ -534,6 +617,11 @@ def test_mark_in_app_defaults() -> None:
         ("https://x/_next/static/chunks/pages/index-5c9a1f2b3d4e.js", "/_next/static/chunks/pages/index.js"),
         ("https://x/static/js/main.3f9a1c2d.chunk.js", "/static/js/main.chunk.js"),
         ("/app/assets/application-deadbeef.css", "/app/assets/application-deadbeef.css"),  # no digit: a word
+        ("https://x/assets/index-C2VtaBTi.js", "/assets/index.js"),  # vite [hash:8]
+        ("https://x/assets/Settings-DiwrgTda.js", "/assets/Settings.js"),
+        ("https://x/assets/index-5LIQYJZI.js", "/assets/index.js"),  # esbuild
+        ("/app/src/my-Settings.js", "/app/src/my-Settings.js"),  # a name, not a hash
+        ("/app/src/use-settings.js", "/app/src/use-settings.js"),
         ("/app/public/app.js?v=123", "/app/public/app.js"),
         ("/srv/shop/releases/20240101120000/app/models/user.rb", "/srv/shop/current/app/models/user.rb"),
         ("/srv/shop/current/app/models/user.rb", "/srv/shop/current/app/models/user.rb"),
@@ -614,3 +702,129 @@ def test_parse_line_is_fast() -> None:
     for text in lines:
         parse_line(text)
     assert time.perf_counter() - start < 2.0  # ~12k lines; generous bound, catches pathological regexes
+
+
+def test_normalize_function_generated_names() -> None:
+    assert normalize_function("_app_views_orders_show_html_erb___2147045113548236017_70124532512340") == (
+        "_app_views_orders_show_html_erb"
+    )
+    assert normalize_function("_app_views_x_html_erb__-17352623730_4709362519") == "_app_views_x_html_erb"
+    assert normalize_function("{closure:/var/www/app/X.php:28}") == "{closure}"
+    assert normalize_function("App\\{closure:App\\X::rows():28}") == "App\\{closure}"
+    assert normalize_function("Layer.handle [as handle_request]") == "Layer.handle"
+    assert normalize_function("lambda_method12") == "lambda_method"
+    assert normalize_function("my_lambda_method12") == "my_lambda_method12"
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        (None, None),
+        ("com.shop.OrderService$$EnhancerBySpringCGLIB$$a1b2c3d4", "com.shop.OrderService"),
+        ("com.shop.OrderService$$FastClassBySpringCGLIB$$e5f6a7b8", "com.shop.OrderService"),
+        ("com.shop.OrderService$$SpringCGLIB$$0", "com.shop.OrderService"),
+        ("com.shop.Billing$$EnhancerByGuice$$1a2b3c", "com.shop.Billing"),
+        ("com.shop.User$HibernateProxy$Xy12Ab", "com.shop.User"),
+        ("com.shop.App$$Lambda$14/0x0000000800066840", "com.shop.App$$Lambda"),
+        ("com.shop.App$$Lambda$14/1324829795", "com.shop.App$$Lambda"),
+        ("com.shop.App$$Lambda/0x000001f00100a000", "com.shop.App$$Lambda"),
+        ("com.shop.App$1", "com.shop.App$"),
+        ("com.shop.FooKt$main$2", "com.shop.FooKt$main$"),
+        ("com.shop.Outer$Inner", "com.shop.Outer$Inner"),
+        ("Shop.Services.PricingService+<>c__DisplayClass5_0", "Shop.Services.PricingService"),
+        ("Shop.Services.PricingService.<>c", "Shop.Services.PricingService"),
+        ("Shop.Outer+Inner", "Shop.Outer.Inner"),
+        ("Shop.OrderService+<PlaceOrderAsync>d__5", "Shop.OrderService.<PlaceOrderAsync>d__5"),
+    ],
+)
+def test_normalize_module(module: str | None, expected: str | None) -> None:
+    assert normalize_module(module) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("app/models/user.rb", "models/user.rb"),
+        ("user.rb", "user.rb"),
+        ("/gems/rack-2.2.3/lib/rack.rb", "lib/rack.rb"),
+        ("/gems/rack-2.2.3/rack.rb", "rack/rack.rb"),
+        ("/root/go/pkg/mod/github.com/gin-gonic/gin@v1.9.1/context.go", "gin/context.go"),
+        ("/usr/lib/python3.11/socket.py", "python/socket.py"),
+        ("/usr/lib/ruby/3.2.0/set.rb", "set.rb"),
+        ("/app/api/v2/users.py", "v2/users.py"),  # no dot: a directory name, not a version
+        ("/static/js/", "static/js"),
+    ],
+)
+def test_path_tail(path: str, expected: str) -> None:
+    assert path_tail(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("f", "expected"),
+    [
+        (frame("[PROJECT_ROOT]/app/models/user.rb", "save", 1), "models/user.rb:save"),
+        (frame("app/models/user.rb", "save", 9, module="User"), "models/user.rb:save"),  # Ruby 3.4 label
+        (frame("/srv/x/app/models/user.rb", "block (2 levels) in User#save"), "models/user.rb:block in save"),
+        (frame("app/views.py", "UserView.get", module="app.views"), "app/views.py:get"),  # sentry-python
+        (frame("/PROJECT_ROOT/app/views.py", "get"), "app/views.py:get"),  # pybrake
+        (frame("/app/src/user.js", "async UserService.save [as handle]"), "src/user.js:save"),
+        (frame("/app/src/user.js", "new UserService"), "src/user.js:UserService"),
+        (frame("/app/src/user.js", "Object.<anonymous>"), "src/user.js:"),
+        (frame("https://x/a/app.3f9a1c2d.js", "handleClick/<"), "a/app.js:handleClick"),  # Firefox
+        (frame("/var/www/src/Foo.php", "App\\Foo->bar"), "src/Foo.php:bar"),
+        (frame("/var/www/src/Foo.php", "App\\Foo::make"), "src/Foo.php:make"),
+        (frame("/app/api/handler.go", "(*Server).handle.func1"), "api/handler.go:(*Server).handle.func"),
+        (frame("/app/main.go", "main.gowrap2", module="main"), "app/main.go:main.gowrap"),
+        (frame(None, "MoveNext", module="Shop.OrderService+<PlaceOrderAsync>d__5"),
+         "Shop.OrderService:PlaceOrderAsync"),
+        (frame("/src/Shop/OrderService.cs", "PlaceOrderAsync", module="Shop.OrderService"),
+         "Shop.OrderService:PlaceOrderAsync"),
+        (frame(None, "<Run>b__0_1", module="Shop.Svc.<>c__DisplayClass5_0"), "Shop.Svc:<Run>b__"),
+        (frame("<generated>", "placeOrder", module="com.shop.OrderService$$SpringCGLIB$$0"),
+         "com.shop.OrderService:placeOrder"),
+        (frame("OrderService.java", "lambda$placeOrder$3", module="com.shop.OrderService"),
+         "com.shop.OrderService:lambda$placeOrder"),
+        (frame("shop.jar!/com/shop/OrderService.class", "placeOrder"), "com.shop.OrderService:placeOrder"),
+        (frame("nested:/app/app.jar/!BOOT-INF/classes/!/com/shop/A.class", "run"), "com.shop.A:run"),
+        (frame("java.lang.Thread", "run"), "java.lang.Thread:run"),
+        (frame(None, "{main}"), ":{main}"),
+        (frame("<anonymous>", None), None),
+        (frame("native", "Array.forEach"), ":Array.forEach"),
+        (frame(), None),
+    ],
+)
+def test_frame_key(f: Frame, expected: str | None) -> None:
+    assert frame_key(f) == expected
+
+
+def test_frame_key_never_uses_line_or_column() -> None:
+    a = frame("/app/src/a.js", "f", 1, 2)
+    b = frame("/app/src/a.js", "f", 100, 200)
+    assert frame_key(a) == frame_key(b)
+
+
+def test_in_app_precedence() -> None:
+    gem = frame("/gems/acme-1.0/lib/acme.rb", "call", in_app=False)
+    assert not in_app(gem)
+    assert in_app(gem, app_patterns=("*/gems/acme-*",))  # the project's setting beats the client's flag
+    mine = frame("/app/lib/legacy/x.rb", "old", in_app=True)
+    assert in_app(mine)
+    assert not in_app(mine, library_patterns=("*/legacy/*",))
+    assert in_app(mine, app_patterns=("*/legacy/*",), library_patterns=("*/legacy/*",))  # app wins a tie
+    assert not in_app(frame("/app/node_modules/x/i.js", "f"))  # built-in rule when nobody said
+    assert in_app(frame(None, "Work", module="Acme.Jobs"), library_patterns=("Other.*",))
+
+
+def test_grouping_facts_agree_with_frame_key_and_in_app() -> None:
+    frames = [
+        frame("/gems/rack/lib/rack.rb", "call"),
+        frame("app/x.rb", "y", in_app=False),
+        frame("<anonymous>", None),
+        frame("/srv/app/lib/legacy/x.rb", "old"),
+        frame("x" * 5000 + ".py", "f" * 5000),  # too long to memoise: same answer uncached
+    ]
+    for patterns in ((), ("*/legacy/*",)):
+        for f in frames:
+            key = frame_key(f)
+            expected = (key, in_app(f, (), patterns)) if key is not None else (None, False)
+            assert grouping_facts(f, (), patterns) == expected
