@@ -12,6 +12,7 @@ _MASK_53 = (1 << 53) - 1
 
 _last_ms = 0
 _seq = 0
+_MAX_STEP_BACK_MS = 10_000  # a clock stepping back further than this starts a new sequence
 
 
 def uuid7(ms: int | None = None) -> uuid.UUID:
@@ -23,17 +24,23 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
     global _last_ms, _seq
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    if ms <= _last_ms:
+    if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
         ms = _last_ms
         _seq += 1
         if _seq > 0xFFF:  # counter exhausted: borrow the next millisecond
             ms = _last_ms = _last_ms + 1
             _seq = 0
-    else:
+    elif ms > _last_ms:
         _last_ms = ms
         _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF  # random start, headroom to count up
+    else:  # far before the last id (a caller's explicit time): leave the process's sequence alone
+        return _make(ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
+    return _make(ms, _seq)
+
+
+def _make(ms: int, seq: int) -> uuid.UUID:
     rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _seq << 64 | 0x2 << 62 | rand_b
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
     return uuid.UUID(int=value)
 
 

@@ -32,3 +32,9 @@ def test_error_id_is_stable_positive_and_javascript_safe():
     assert a == error_id(1, "production", "f" * 40)
     assert 0 < a < 2**53
     assert a != error_id(1, "staging", "f" * 40) != error_id(2, "production", "f" * 40)
+
+
+def test_an_explicit_distant_time_does_not_pin_later_ids():
+    future = uuid7(1_900_000_000_000)
+    now = uuid7(1_700_000_000_000)
+    assert uuid7_ms(now) == 1_700_000_000_000 and uuid7_ms(future) == 1_900_000_000_000

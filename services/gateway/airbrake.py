@@ -1,0 +1,185 @@
+"""Airbrake API v3: `POST /api/v3/projects/{project_id}/notices` (pybrake, @airbrake/node, Errbit's clients).
+
+The key comes as `?key=`, `X-Airbrake-Token` or `Authorization: Bearer`; the body is JSON whatever the
+Content-Type says (@airbrake/node sends text/plain). Answers follow Airbrake: 201 `{"id", "url"}`,
+errors as JSON `{"message"}` (both notifiers parse every 2xx and 4xx body), never an empty body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from services.gateway.ingest import authenticate, body, enqueue
+from services.gateway.state import SETTINGS
+from shared.model import ExceptionInfo, Frame, Notice
+from shared.web import ApiError, Handler, json_response
+
+DEFAULT_DELAY = "60"
+ASYNC_PREFIX = "async "
+_NUMBER = re.compile(r"\d+")
+
+
+# ---- parsing (pure) --------------------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _hunk(code: Any, line: int | None) -> dict[str, Any]:
+    """A `{"<line>": "source"}` code hunk as context_line / pre_context / post_context."""
+    if not isinstance(code, dict) or line is None:
+        return {}
+    lines = sorted((n, str(src)) for k, src in code.items() if (n := _int(k)) is not None)
+    out: dict[str, Any] = {}
+    pre = [src for n, src in lines if n < line]
+    post = [src for n, src in lines if n > line]
+    current = next((src for n, src in lines if n == line), None)
+    if current is not None:
+        out["context_line"] = current
+    if pre:
+        out["pre_context"] = pre
+    if post:
+        out["post_context"] = post
+    return out
+
+
+def to_frame(raw: dict[str, Any]) -> Frame:
+    """One backtrace frame; in_app stays undecided (None) as Airbrake has no such flag."""
+    line = _int(raw.get("line"))
+    file = _str(raw.get("file"))
+    if file and file.startswith(ASYNC_PREFIX):  # @airbrake/node misreads V8's "at async file:///x.js:1:2"
+        file = file[len(ASYNC_PREFIX) :] or None
+    f: Frame = {
+        "file": file,
+        "module": None,
+        "function": _str(raw.get("function")),
+        "line": line,
+        "column": _int(raw.get("column")),
+        "in_app": None,
+    }
+    f.update(_hunk(raw.get("code"), line))  # type: ignore[typeddict-item]
+    return f
+
+
+def _error(raw: Any, i: int) -> ExceptionInfo:
+    if not isinstance(raw, dict):
+        raise ApiError(400, f"errors[{i}] should be a JSON object")
+    backtrace = raw.get("backtrace")
+    if backtrace is not None and not isinstance(backtrace, list):
+        raise ApiError(400, f"errors[{i}].backtrace should be an array")
+    frames = [to_frame(f) for f in backtrace or [] if isinstance(f, dict)]
+    return {"type": _str(raw.get("type")), "message": _str(raw.get("message")), "frames": frames}
+
+
+def _dict(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ApiError(400, f"{key} should be a JSON object")
+    return value or {}
+
+
+def parse_notice(raw: bytes) -> Notice:
+    """A v3 notice body into the canonical notice; errors[] run from the error raised to its causes."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, "Notice body is not valid JSON") from e
+    if not isinstance(data, dict):
+        raise ApiError(400, "Notice body should be a JSON object")
+    errors = data.get("errors")
+    if not isinstance(errors, list) or not errors:
+        raise ApiError(400, "errors should be a non-empty array")
+    chain = [_error(e, i) for i, e in enumerate(errors)]
+    context = _dict(data, "context")
+    first = chain[0]
+    notice: Notice = {
+        "protocol": "airbrake",
+        "type": "error",
+        "exception": first["type"],
+        "message": first["message"],
+        "environment": _str(context.get("environment")) or "",
+        "occurred_at": None,
+        "exceptions": chain,
+    }
+    if file := next((f["file"] for f in first["frames"] if f["file"]), None):
+        notice["file"] = file
+    for key, source in (
+        ("hostname", "hostname"),
+        ("release", "revision"),
+        ("level", "severity"),
+        ("source", "component"),
+    ):
+        if (value := _str(context.get(source))) is not None:
+            notice[key] = value  # type: ignore[literal-required]
+    if "release" not in notice and (version := _str(context.get("version"))):
+        notice["release"] = version
+    if isinstance(user := context.get("user"), dict) and user:
+        notice["user"] = user
+    if context:
+        notice["context"] = context
+    for key, source in (("params", "params"), ("session", "session"), ("cgi", "environment")):
+        if part := _dict(data, source):
+            notice[key] = part  # type: ignore[literal-required]
+    return notice
+
+
+# ---- HTTP ------------------------------------------------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def airbrake_error(e: ApiError) -> ApiError:
+    """Airbrake's error shape: JSON `{"message"}`; a 429 carries the X-RateLimit-Delay the notifiers read."""
+    headers = dict(e.headers)
+    if e.status == 429 and _header(headers, "X-RateLimit-Delay") is None:
+        retry = _header(headers, "Retry-After") or _header(headers, "X-Sentry-Rate-Limits") or ""
+        m = _NUMBER.search(retry)
+        headers["X-RateLimit-Delay"] = m.group() if m else DEFAULT_DELAY
+    bodies_ok = isinstance(e.body, dict) and isinstance(e.body.get("message"), str)
+    return ApiError(e.status, str(e), e.body if bodies_ok else {"message": str(e)}, headers)
+
+
+def _airbrake_errors(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            raise airbrake_error(e) from e
+
+    return wrapped
+
+
+@_airbrake_errors
+async def post_notice(request: web.Request) -> web.StreamResponse:
+    project = authenticate(request)  # ?key=, X-Airbrake-Token, Authorization: Bearer, Api-Key, ...
+    if str(project.id) != request.match_info["project_id"]:
+        raise ApiError(403, f"This key does not belong to project {request.match_info['project_id']}")
+    raw = await body(request)
+    notice = parse_notice(raw)
+    [acc] = await enqueue(request, project, [(notice, raw)])
+    url = f"{request.app[SETTINGS].public_url}/locate/{acc.location_id}"
+    return json_response({"id": acc.notice_id, "url": url}, status=201)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post(r"/api/v3/projects/{project_id:\d+}/notices", post_notice)]

@@ -1,0 +1,384 @@
+"""Sentry's wire format, pure: envelope framing, and an event payload into the canonical notice.
+
+No I/O here; services.gateway.sentry moves the bytes. Times are passed in so tests pin them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from shared.frames import is_library
+from shared.model import ExceptionInfo, Frame, Notice
+from shared.timeutil import parse_iso
+from shared.web import ApiError
+
+MAX_EVENT = 1 << 20  # Relay's limit for one event item, after decompression
+DRIFT = 55 * 60  # a client clock at least this far off is corrected (Relay's threshold)
+MAX_PAST = 30 * 86400  # timestamps are kept within [now - 30 days, now + 60 s]
+MAX_FUTURE = 60
+MAX_BREADCRUMBS = 100
+UNKNOWN_FUNCTION = "?"  # @sentry/core's name for an anonymous function (Airbrake sends "")
+MAX_FORMATTED = 64 * 1024  # a logentry template whose widths add up to more is kept unformatted
+_FORMAT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0+ -]*(\*|\d*)(?:\.(\*|\d*))?")  # width, precision
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One envelope item: its header line and its payload bytes."""
+
+    type: str
+    headers: dict[str, Any]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    headers: dict[str, Any]
+    items: list[Item] = field(default_factory=list)
+
+
+def _json_line(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line) if line.strip() else {}
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, f"Invalid envelope: {what} is not JSON") from e
+    if not isinstance(value, dict):
+        raise ApiError(400, f"Invalid envelope: {what} is not a JSON object")
+    return value
+
+
+def parse_envelope(raw: bytes) -> Envelope:
+    """Split an envelope; items with or without `length`, with or without a final newline."""
+    end = raw.find(b"\n")
+    end = len(raw) if end < 0 else end
+    env = Envelope(_json_line(raw[:end], "envelope header"))
+    pos = end + 1
+    while pos < len(raw):
+        if raw[pos : pos + 1] in (b"\n", b"\r"):  # blank lines between items
+            pos += 1
+            continue
+        end = raw.find(b"\n", pos)
+        end = len(raw) if end < 0 else end
+        headers = _json_line(raw[pos:end], "item header")
+        pos = end + 1
+        length = headers.get("length")
+        if length is not None:
+            if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+                raise ApiError(400, "Invalid envelope: item length is not a non-negative integer")
+            payload = raw[pos : pos + length]
+            if len(payload) < length:
+                raise ApiError(400, "Invalid envelope: item is shorter than its length")
+            pos += length + (1 if raw[pos + length : pos + length + 1] == b"\n" else 0)
+        else:
+            end = raw.find(b"\n", pos)
+            end = len(raw) if end < 0 else end
+            payload, pos = raw[pos:end], end + 1
+        env.items.append(Item(str(headers.get("type") or ""), headers, payload))
+    return env
+
+
+def store_body(raw: bytes, cap: int) -> bytes:
+    """The legacy store body: JSON, or the oldest clients' base64 of zlib-compressed JSON."""
+    if raw.lstrip()[:1] in (b"{", b""):
+        return raw
+    try:
+        packed = base64.b64decode(raw.strip(), validate=False)
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(packed, cap + 1)
+    except (ValueError, zlib.error) as e:
+        raise ApiError(400, "Event is neither JSON nor base64 zlib data") from e
+    if len(out) > cap or inflater.unconsumed_tail:
+        raise ApiError(413, f"Event exceeds {cap} bytes")
+    if not inflater.eof:
+        raise ApiError(400, "Event is neither JSON nor base64 zlib data")
+    return out
+
+
+def event_object(payload: bytes) -> dict[str, Any]:
+    """An event item's payload as a JSON object (400 / 413 otherwise)."""
+    if len(payload) > MAX_EVENT:
+        raise ApiError(413, f"Event exceeds {MAX_EVENT} bytes")
+    return _json_line(payload, "event")
+
+
+def event_id(event: dict[str, Any], fallback: Any = None) -> str:
+    """The event's id as 32 lowercase hex digits; a fresh one when the client sent none."""
+    value = event.get("event_id") or fallback
+    if not value:
+        return uuid.uuid4().hex
+    try:
+        return uuid.UUID(str(value)).hex
+    except ValueError as e:
+        raise ApiError(400, "Invalid event_id: expected 32 hex digits") from e
+
+
+# ---- time ------------------------------------------------------------------------------------
+
+
+def epoch(value: Any) -> float | None:
+    """A Sentry timestamp: epoch seconds (number or numeric string) or an ISO 8601 string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return parse_iso(value)
+    return None
+
+
+def occurred_at(timestamp: Any, sent_at: Any, now: float) -> float:
+    """Event time with the client's clock drift corrected (as Relay does) and clamped to a sane window."""
+    ts = epoch(timestamp)
+    if ts is None:
+        return now
+    sent = epoch(sent_at)
+    if sent is not None and abs(now - sent) >= DRIFT:
+        ts += now - sent
+    return min(max(ts, now - MAX_PAST), now + MAX_FUTURE)
+
+
+# ---- the event model -------------------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _values(value: Any) -> list[Any]:
+    """Sentry's `{"values": [...]}` wrapper, a bare list, or a single object."""
+    if isinstance(value, dict):
+        inner = value.get("values")
+        return inner if isinstance(inner, list) else [value]
+    return value if isinstance(value, list) else []
+
+
+def _lines(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [v if isinstance(v, str) else "" if v is None else str(v) for v in value]
+
+
+def _function(raw: dict[str, Any]) -> str | None:
+    """The frame's function; the JavaScript SDKs' "?" placeholder means none is known."""
+    name = _str(raw.get("function")) or _str(raw.get("raw_function"))
+    return None if name == UNKNOWN_FUNCTION else name
+
+
+def to_frame(raw: dict[str, Any]) -> Frame:
+    """One Sentry frame. The client's in_app is kept; without one, abs_path may still say "library"."""
+    filename, abs_path = _str(raw.get("filename")), _str(raw.get("abs_path"))
+    module = _str(raw.get("module"))
+    in_app = raw.get("in_app") if isinstance(raw.get("in_app"), bool) else None
+    if in_app is None and abs_path and abs_path != filename and is_library(abs_path, None):
+        in_app = False
+    f: Frame = {
+        "file": filename or abs_path,
+        "module": module,
+        "function": _function(raw),
+        "line": _int(raw.get("lineno")),
+        "column": _int(raw.get("colno")),
+        "in_app": in_app,
+    }
+    if (context := _str(raw.get("context_line"))) is not None:
+        f["context_line"] = context
+    for key in ("pre_context", "post_context"):
+        if (lines := _lines(raw.get(key))) is not None:
+            f[key] = lines  # type: ignore[literal-required]
+    return f
+
+
+def frames(stacktrace: Any) -> list[Frame]:
+    """Sentry frames run oldest call first; canonical frames run innermost first."""
+    raw = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+    if not isinstance(raw, list):
+        return []
+    return [to_frame(f) for f in reversed(raw) if isinstance(f, dict)]
+
+
+def exceptions(event: dict[str, Any]) -> list[ExceptionInfo]:
+    """exception.values run oldest (the first cause) to newest (the one raised): reversed here."""
+    out: list[ExceptionInfo] = []
+    for value in reversed(_values(event.get("exception"))):
+        if not isinstance(value, dict):
+            continue
+        stack = value.get("stacktrace") or value.get("raw_stacktrace")
+        out.append(
+            {"type": _str(value.get("type")), "message": _str(value.get("value")), "frames": frames(stack)}
+        )
+    return out
+
+
+def _thread_stack(event: dict[str, Any]) -> list[Frame]:
+    """Where a message was captured, when the client attached a stack (top level or current thread)."""
+    if stack := frames(event.get("stacktrace")):
+        return stack
+    threads = [t for t in _values(event.get("threads")) if isinstance(t, dict)]
+    chosen = [t for t in threads if t.get("crashed") or t.get("current")] or threads[:1]
+    return frames(chosen[0].get("stacktrace")) if chosen else []
+
+
+def _formattable(text: str, params: list[Any] | dict[str, Any]) -> bool:
+    """Whether applying the client's printf template stays small: "%2000000000d" would allocate gigabytes,
+    and so would thousands of "%(a)s" of one long parameter."""
+    values = params.values() if isinstance(params, dict) else params
+    longest = max(320 if isinstance(v, float) else len(str(v)) for v in values)  # "%d" % 1e308: 309 digits
+    total = len(text)
+    for m in _FORMAT_FIELD.finditer(text):
+        total += longest
+        for size in m.groups():
+            if size == "*" or (size and len(size) > 6):
+                return False
+            total += int(size or 0)
+        if total > MAX_FORMATTED:
+            return False
+    return True
+
+
+def log_message(event: dict[str, Any]) -> str | None:
+    """`logentry` (or the legacy `message` interface) formatted; a bare string message as is."""
+    for key in ("logentry", "message"):
+        entry = event.get(key)
+        if isinstance(entry, str) and entry:
+            return entry
+        if not isinstance(entry, dict):
+            continue
+        if formatted := _str(entry.get("formatted")):
+            return formatted
+        text, params = _str(entry.get("message")), entry.get("params")
+        if text and isinstance(params, list | dict) and params and _formattable(text, params):
+            try:
+                return text % (tuple(params) if isinstance(params, list) else params)
+            except (TypeError, ValueError, KeyError, OverflowError):  # OverflowError: "%c" % 99999999
+                return text
+        if text:
+            return text
+    return None
+
+
+def _pairs(value: Any) -> list[tuple[str, Any]]:
+    """Sentry's maps come as objects or as lists of [key, value] pairs."""
+    if isinstance(value, dict):
+        return [(str(k), v) for k, v in value.items()]
+    if isinstance(value, list):
+        return [(str(p[0]), p[1]) for p in value if isinstance(p, list | tuple) and len(p) == 2]
+    return []
+
+
+def request_parts(request: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sentry's request interface as (cgi, params): CGI-style names, then query and body params."""
+    if not isinstance(request, dict):
+        return {}, {}
+    cgi: dict[str, Any] = {}
+    for key, name in (("method", "REQUEST_METHOD"), ("url", "REQUEST_URI")):
+        if value := _str(request.get(key)):
+            cgi[name] = value
+    query = request.get("query_string")
+    params: dict[str, Any] = {}
+    if isinstance(query, str):
+        cgi["QUERY_STRING"] = query
+        params.update(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+    else:
+        params.update(_pairs(query))
+    for name, value in _pairs(request.get("headers")):
+        cgi["HTTP_" + name.upper().replace("-", "_")] = value
+    cookies = request.get("cookies")
+    if isinstance(cookies, str) and cookies:
+        cgi.setdefault("HTTP_COOKIE", cookies)
+    elif pairs := _pairs(cookies):
+        cgi.setdefault("HTTP_COOKIE", "; ".join(f"{k}={v}" for k, v in pairs))
+    cgi.update(_pairs(request.get("env")))
+    data = request.get("data")
+    if isinstance(data, dict):
+        params.update(data)
+    elif data not in (None, ""):
+        params["body"] = data
+    return cgi, params
+
+
+def _culprit_file(chain: list[ExceptionInfo]) -> str | None:
+    stack = chain[0]["frames"] if chain else []
+    chosen = next((f for f in stack if f["in_app"]), None) or (stack[0] if stack else None)
+    return chosen["file"] if chosen else None
+
+
+def _context(event: dict[str, Any]) -> dict[str, Any]:
+    context = {k: v for k, v in _pairs(event.get("contexts"))}
+    for key in ("platform", "transaction", "culprit", "dist", "sdk"):
+        if event.get(key) not in (None, "", {}):
+            context[key] = event[key]
+    crumbs = [b for b in _values(event.get("breadcrumbs")) if isinstance(b, dict)]
+    if crumbs:
+        context["breadcrumbs"] = crumbs[-MAX_BREADCRUMBS:]
+    return context
+
+
+def to_notice(
+    event: dict[str, Any], eid: str, *, now: float, sent_at: Any = None, client_ip: str | None = None
+) -> Notice:
+    """A Sentry event (error or message) as the canonical notice."""
+    chain = exceptions(event)
+    logged = log_message(event)
+    if not chain and (stack := _thread_stack(event)):
+        chain = [{"type": None, "message": logged, "frames": stack}]
+    outer_type = chain[0]["type"] if chain else None
+    notice: Notice = {
+        "protocol": "sentry",
+        "type": "error",
+        "exception": outer_type,
+        "message": (chain[0]["message"] if chain else None) or logged or outer_type,
+        "environment": _str(event.get("environment")) or "",
+        "occurred_at": occurred_at(event.get("timestamp"), sent_at, now),
+        "exceptions": chain,
+        "reference_id": eid,
+    }
+    if (file := _culprit_file(chain)) is not None:
+        notice["file"] = file
+    for key, source in (
+        ("hostname", "server_name"),
+        ("release", "release"),
+        ("level", "level"),
+        ("source", "logger"),
+    ):
+        if (value := _str(event.get(source))) is not None:
+            notice[key] = value  # type: ignore[literal-required]
+    if tags := [f"{k}:{v}" for k, v in _pairs(event.get("tags"))]:
+        notice["tags"] = tags
+    user = event.get("user")
+    if isinstance(user, dict) and user:
+        if user.get("ip_address") == "{{auto}}":
+            user = {**user, "ip_address": client_ip}
+        notice["user"] = user
+    cgi, params = request_parts(event.get("request"))
+    if cgi:
+        notice["cgi"] = cgi
+    if params:
+        notice["params"] = params
+    context = _context(event)
+    if logged and notice["message"] != logged:
+        context["log_message"] = logged
+    if context:
+        notice["context"] = context
+    extra = event.get("extra")
+    if isinstance(extra, dict) and extra:
+        notice["data"] = extra
+    fingerprint = event.get("fingerprint")
+    if isinstance(fingerprint, list) and fingerprint:
+        notice["client_fingerprint"] = [str(p) for p in fingerprint]
+    return notice
