@@ -1,0 +1,150 @@
+"""Exceptionless v2 on the gateway: events (POST, GET), heartbeats, user descriptions, client configuration.
+
+What the clients need from the answers: only 202 counts as accepted, any non-empty body is parsed as
+JSON, and `X-Exceptionless-ConfigVersion` tells them when to fetch their configuration again.
+Parsing lives in exceptionless_parse; this module only moves data between the request and the stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import orjson
+from aiohttp import web
+
+from services.gateway import exceptionless_parse as parse
+from services.gateway.ingest import authenticate, body, enqueue
+from services.gateway.state import PUBLISHER
+from shared import codec
+from shared.keys import Project
+from shared.model import Notice
+from shared.web import ApiError, Handler, credential, credential_from_headers, json_response
+
+logger = logging.getLogger(__name__)
+
+CONFIG_VERSION = "X-Exceptionless-ConfigVersion"
+_MEDIA_TYPES = ("application/json", "text/plain")
+_REFERENCE = "{reference_id:[A-Za-z0-9-]{8,100}}"  # the real server's identifier constraint
+_EMPTY_ERRORS = frozenset({411, 413, 429, 503})  # the real server answers these with no body at all
+
+
+def _bodiless(handler: Handler) -> Handler:
+    """Answer length, size, rate-limit and overload errors with an empty body, as the real server does."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            if e.status in _EMPTY_ERRORS and e.body != b"":
+                raise ApiError(e.status, str(e), body=b"", headers=e.headers) from e
+            raise
+
+    return wrapped
+
+
+def _key(request: web.Request) -> str:
+    """The credential, read as the real server does: query parameters only without `Authorization`."""
+    if "Authorization" in request.headers:
+        return credential_from_headers(request) or ""
+    return credential(request) or ""
+
+
+def _project(request: web.Request) -> Project:
+    """The key's project; 404 when the path names another project (the real server's answer)."""
+    project = authenticate(request, _key(request))
+    named = request.match_info.get("project_id")
+    if named is not None and named != str(project.id):
+        raise ApiError(404, "Project not found.")
+    return project
+
+
+def _answer(project: Project, status: int) -> web.Response:
+    """An empty answer carrying the project's configuration version."""
+    return web.Response(status=status, headers={CONFIG_VERSION: str(project.config_version)})
+
+
+def _check_media_type(request: web.Request) -> None:
+    if "Content-Type" not in request.headers:
+        return  # sniffed: JSON when it parses as events, else lines of text
+    media = request.content_type.lower()
+    if media not in _MEDIA_TYPES and not media.endswith("+json"):
+        raise ApiError(415, f"Unsupported media type {media!r}; send application/json or text/plain")
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """POST /api/v2/events: an event, an array of events, or lines of text; 202 with an empty body."""
+    project = _project(request)
+    _check_media_type(request)
+    if request.content_length == 0:
+        raise ApiError(411, "Length Required")
+    raw = await body(request)
+    if not raw.strip():
+        raise ApiError(411, "Length Required")
+    events = parse.split_body(raw)
+    if len(events) > parse.MAX_EVENTS:
+        raise ApiError(413, f"More than {parse.MAX_EVENTS} events in one request; send smaller batches")
+    now = time.time()
+    notices: list[tuple[Notice, bytes]] = []
+    for event, event_raw in events:
+        notice = parse.to_notice(event, now)
+        if notice is not None:
+            notices.append((notice, event_raw))
+    await enqueue(request, project, notices)
+    return _answer(project, 202)
+
+
+async def get_submit(request: web.Request) -> web.Response:
+    """GET /api/v2/events/submit[/{type}]: an event from query parameters; 200 with an empty body."""
+    project = _project(request)
+    event = parse.submit_event(
+        request.query.items(), request.match_info.get("type"), _key(request),
+        parse.exclusion_patterns(project.config),
+    )
+    notice = parse.to_notice(event, time.time()) if event is not None else None
+    if notice is not None:
+        await enqueue(request, project, [(notice, orjson.dumps(event))])
+    return _answer(project, 200)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """GET /api/v2/events/session/heartbeat: sessions are not tracked; the client only needs a 200."""
+    _project(request)
+    return web.Response(status=200)
+
+
+async def post_user_description(request: web.Request) -> web.Response:
+    """POST .../events/by-ref/{reference_id}/user-description: queued for the worker; 202."""
+    project = _project(request)
+    data = parse.user_description(await body(request))
+    description = codec.Description(project.id, request.match_info["reference_id"], data, time.time())
+    await request.app[PUBLISHER].publish([codec.encode_description(description)])
+    return _answer(project, 202)
+
+
+async def get_config(request: web.Request) -> web.Response:
+    """GET /api/v2/projects/config?v=N: 304 when N is current, else the configuration (from the key cache)."""
+    project = _project(request)
+    if parse.requested_version(request.query.get("v")) == project.config_version:
+        return web.Response(status=304)
+    return json_response(parse.client_configuration(project.config, project.config_version))
+
+
+def routes() -> list[web.RouteDef]:
+    ref = f"/api/v2/events/by-ref/{_REFERENCE}/user-description"
+    table = [
+        (web.post, "/api/v2/events", post_events),
+        (web.post, "/api/v2/projects/{project_id}/events", post_events),
+        (web.get, "/api/v2/events/submit", get_submit),
+        (web.get, "/api/v2/events/submit/{type}", get_submit),
+        (web.get, "/api/v2/projects/{project_id}/events/submit", get_submit),
+        (web.get, "/api/v2/projects/{project_id}/events/submit/{type}", get_submit),
+        (web.get, "/api/v2/events/session/heartbeat", heartbeat),
+        (web.post, ref, post_user_description),
+        (web.post, "/api/v2/projects/{project_id}" + ref.removeprefix("/api/v2"), post_user_description),
+        (web.get, "/api/v2/projects/config", get_config),
+        (web.get, "/api/v2/projects/{project_id}/config", get_config),
+    ]
+    return [method(path, _bodiless(handler)) for method, path, handler in table]
