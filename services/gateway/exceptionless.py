@@ -53,11 +53,15 @@ def _key(request: web.Request) -> str:
 
 
 def _project(request: web.Request) -> Project:
-    """The key's project; 404 when the path names another project (the real server's answer)."""
+    """The key's project; 403 when the path names another project.
+
+    The real server answers 404 there; CONTRACT.md says a valid key for the wrong project is 403,
+    and @exceptionless/node treats both alike (pause and drop the batch).
+    """
     project = authenticate(request, _key(request))
     named = request.match_info.get("project_id")
     if named is not None and named != str(project.id):
-        raise ApiError(404, "Project not found.")
+        raise ApiError(403, "This key belongs to another project.")
     return project
 
 

@@ -200,8 +200,8 @@ async def test_project_path_must_name_the_keys_project(gateway, consumer, projec
     resp = await post(gateway, project.key, event, path=f"/api/v2/projects/{project.id}/events")
     assert resp.status == 202
     resp = await post(gateway, project.key, event, path=f"/api/v2/projects/{project.id + 1000}/events")
-    assert resp.status == 404
-    assert (await resp.json())["message"] == "Project not found."
+    assert resp.status == 403  # CONTRACT.md: a valid key for the wrong project
+    assert (await resp.json())["message"] == "This key belongs to another project."
     assert await drain(consumer) == 1
 
 
@@ -337,7 +337,7 @@ async def test_get_submit_with_type_in_path_and_project_path(gateway, query, con
     assert resp.status == 200
     resp = await gateway.get(f"/api/v2/projects/{project.id + 1000}/events/submit?message=x",
                              headers=bearer(project.key))
-    assert resp.status == 404
+    assert resp.status == 403
     await drain(consumer)
     [usage] = await notices(query, user_token, project.id, "usage")
     assert usage["source"] == "build" and usage["context"]["value"] == 10
@@ -436,7 +436,7 @@ async def test_user_description_error_answers(gateway, consumer, project: Projec
     assert resp.status == 404
     resp = await gateway.post(f"/api/v2/projects/{project.id + 1000}/events/by-ref/{ref}/user-description",
                               headers=bearer(project.key), json={"description": "d"})
-    assert resp.status == 404
+    assert resp.status == 403
     resp = await gateway.post(description_path(ref), json={"description": "d"})
     assert resp.status == 401
     assert await drain(consumer) == 0
@@ -504,7 +504,7 @@ async def test_configuration_error_answers(gateway, query, project: ProjectInfo,
     resp = await gateway.get("/api/v2/projects/config", headers=bearer(user_token))
     assert resp.status == 403
     resp = await gateway.get(f"/api/v2/projects/{project.id + 1000}/config", headers=bearer(project.key))
-    assert resp.status == 404
+    assert resp.status == 403
 
 
 async def test_user_description_and_its_event_in_one_worker_batch(gateway, query, consumer,
