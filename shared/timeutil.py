@@ -15,7 +15,8 @@ def iso(value: dt.datetime | float | None) -> str | None:
         return None
     if not isinstance(value, dt.datetime):
         value = dt.datetime.fromtimestamp(value, UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value:%m-%dT%H:%M:%SZ}"  # %Y does not pad years before 1000
 
 
 def parse_iso(text: object) -> float | None:
@@ -31,7 +32,8 @@ def parse_iso(text: object) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:
-        return value.timestamp()
+        # astimezone: a time whose UTC year is outside 1..9999 cannot be stored or shown (0001-01-01+14:00).
+        return value.astimezone(UTC).timestamp()
     except (OverflowError, OSError, ValueError):
         return None
 

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 from redis.exceptions import RedisError, ResponseError
 
+from services.gateway import openapi
 from services.gateway.publisher import GROUP
 from services.gateway.state import POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import ping
@@ -75,4 +76,5 @@ def describe(m) -> None:  # type: ignore[no-untyped-def]
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics),
+            web.get("/openapi.json", openapi.serve)]

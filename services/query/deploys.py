@@ -10,7 +10,7 @@ from services.query import serialize
 from services.query.auth import require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
-from services.query.pagination import Page, int_param
+from services.query.pagination import Page, int_param, text_param
 from services.query.state import KEYS, POOL
 from shared.web import ApiError, json_response
 
@@ -25,7 +25,7 @@ async def list_deploys(request: web.Request) -> web.Response:
     require_user(request)
     page = Page.from_request(request)
     project_id = int_param(request, "project_id", None)
-    environment = request.query.get("environment") or None
+    environment = text_param(request, "environment")
     where = "($1::int IS NULL OR project_id = $1) AND ($2::text IS NULL OR environment = $2)"
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(
@@ -53,7 +53,7 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
     out: dict[str, Any] = {}
     for field in ("environment", "author", "repository", "revision"):
         value = data.get(field)
-        if value is not None and not isinstance(value, str):
+        if value is not None and (not isinstance(value, str) or "\x00" in value):  # PostgreSQL refuses NUL
             errors.append({"resource": "Deploy", "field": field, "code": "invalid"})
         out[field] = value or None
     if not out["environment"] and not any(e["field"] == "environment" for e in errors):
@@ -64,7 +64,7 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
         project_id = next(iter(projects))  # one project: nothing to choose
     if project_id is None:
         errors.append({"resource": "Deploy", "field": "project_id", "code": "missing_field"})
-    elif not isinstance(project_id, int) or isinstance(project_id, bool):
+    elif not isinstance(project_id, int) or isinstance(project_id, bool) or not 0 < project_id < 1 << 31:
         errors.append({"resource": "Deploy", "field": "project_id", "code": "invalid"})
     resolve = data.get("resolve_errors", False)
     if not isinstance(resolve, bool):

@@ -30,12 +30,15 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
 
 
+_ID_LIMIT = {"Project": 1 << 31}  # projects.id is a PostgreSQL integer; errors and deploys are bigint
+
+
 def path_int(request: web.Request, name: str, what: str) -> int:
     try:
         value = int(request.match_info[name])
     except ValueError:
         raise not_found(what) from None
-    if not 0 < value < 1 << 63:
+    if not 0 < value < _ID_LIMIT.get(what, 1 << 63):
         raise not_found(what)
     return value
 
@@ -144,7 +147,10 @@ def notice_key(raw: str) -> tuple[uuid.UUID, dt.datetime]:
         nid = uuid.UUID(raw)
     except ValueError:
         raise not_found("Notice") from None
-    return nid, dt.datetime.fromtimestamp(uuid7_ms(nid) / 1000, UTC)
+    try:
+        return nid, dt.datetime.fromtimestamp(uuid7_ms(nid) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):  # not a UUIDv7: its "time" is past year 9999
+        raise not_found("Notice") from None
 
 
 async def get_notice(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.query.pagination import bool_param, int_param, invalid
+from services.query.pagination import bool_param, int_param, invalid, text_param
 from shared.timeutil import from_epoch, parse_iso
 
 SORTS = {
@@ -23,12 +23,10 @@ def time_param(request: web.Request, name: str) -> dt.datetime | None:
     if not raw:
         return None
     epoch = parse_iso(raw)
-    if epoch is None:
-        try:
-            epoch = float(raw)
-        except ValueError:
-            raise invalid("Query", name) from None
-    return from_epoch(epoch)
+    try:
+        return from_epoch(float(raw) if epoch is None else epoch)
+    except (ValueError, OverflowError, OSError):  # not a number, or nan / inf / past year 9999
+        raise invalid("Query", name) from None
 
 
 @dataclass
@@ -57,10 +55,10 @@ def error_filters(request: web.Request) -> tuple[Where, str]:
     if project_id is not None:
         w.add("project_id = {}", project_id)
     for name, column in (("environment", "environment"), ("type", "type"), ("exception", "exception")):
-        value = request.query.get(name)
+        value = text_param(request, name)
         if value:
             w.add(f"{column} = {{}}", value)
-    q = request.query.get("q")
+    q = text_param(request, "q")
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         w.add("(message ILIKE {} OR exception ILIKE {})", pattern, pattern)

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from services.query import openapi
 from services.query.state import POOL, SETTINGS
 from shared.db import ping
 from shared.web import METRICS, json_response
@@ -47,4 +48,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics),
+            web.get("/openapi.json", openapi.serve)]

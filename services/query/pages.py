@@ -255,7 +255,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """Check the token, keep it in an HttpOnly SameSite=Lax cookie, and go back to `next`."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a multipart body without its boundary, ...
+        return login_page(400, "", "The form could not be read.")
     token = form.get("token")
     next_path = safe_next(str(form.get("next") or ""))
     cred = request.app[KEYS].lookup(token.strip()) if isinstance(token, str) else None

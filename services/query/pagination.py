@@ -12,6 +12,7 @@ from shared.web import ApiError
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
+MAX_INT = (1 << 31) - 1  # project ids are PostgreSQL integers; no page number gets near it either
 
 
 def invalid(resource: str, field: str) -> ApiError:
@@ -30,9 +31,17 @@ def int_param(request: web.Request, name: str, default: int | None, lo: int = 1,
         value = int(raw)
     except ValueError:
         raise invalid(resource, name) from None
-    if value < lo:
+    if not lo <= value <= MAX_INT:
         raise invalid(resource, name)
     return value
+
+
+def text_param(request: web.Request, name: str) -> str | None:
+    """A free-text filter; NUL, which PostgreSQL text refuses (and no stored value holds), is invalid."""
+    value = request.query.get(name)
+    if value and "\x00" in value:
+        raise invalid("Query", name)
+    return value or None
 
 
 def bool_param(request: web.Request, name: str, default: bool | None) -> bool | None:

@@ -24,7 +24,9 @@ def _int_range(lo: int, hi: int) -> Any:
 
 
 def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 100 and all(isinstance(x, str) and 0 < len(x) <= 500 for x in v)
+    return isinstance(v, list) and len(v) <= 100 and all(
+        isinstance(x, str) and 0 < len(x) <= 500 and "\x00" not in x for x in v  # jsonb refuses NUL
+    )
 
 
 # Every setting a project may carry, and what a valid value is. null removes a setting.
@@ -86,7 +88,7 @@ async def update_project(request: web.Request) -> web.Response:
     data = await json_hash(request)
     patch = _settings_patch(data)
     name = data.get("name")
-    if name is not None and (not isinstance(name, str) or not name.strip()):
+    if name is not None and (not isinstance(name, str) or not name.strip() or "\x00" in name):
         raise invalid("name")
     set_keys = {k: v for k, v in patch.items() if v is not None}
     drop = [k for k, v in patch.items() if v is None]
@@ -105,7 +107,7 @@ async def create_project(request: web.Request) -> web.Response:
     require_user(request)
     data = await json_hash(request)
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
         raise invalid("name", "missing_field" if name is None else "invalid")
     async with request.app[POOL].acquire() as conn:
         project, key = await keys.create_project(conn, name.strip())

@@ -27,7 +27,10 @@ async def error_stats(request: web.Request) -> web.Response:
     if interval not in INTERVALS:
         raise invalid("Query", "interval")
     until = time_param(request, "until") or dt.datetime.now(UTC)
-    since = time_param(request, "since") or until - DEFAULT_SPAN[interval]
+    try:
+        since = time_param(request, "since") or until - DEFAULT_SPAN[interval]
+    except OverflowError:  # until in year 1
+        raise invalid("Query", "until") from None
     if since > until or (until - since) / INTERVALS[interval] > MAX_BUCKETS:
         raise invalid("Query", "since")
     step = INTERVALS[interval]

@@ -1,0 +1,824 @@
+"""OpenAPI 3.0 description of the query service, served at `GET /openapi.json`.
+
+Reads and management writes need a user-scoped token (a client key gets 403); lists are paginated
+with `page` / `per_page` and a `Link` header. The answers' schemas are the shapes serialize.py builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.query.pagination import MAX_PER_PAGE
+from services.query.state import SETTINGS
+from shared.settings import Settings
+from shared.web import json_response
+
+Schema = dict[str, Any]
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+OBJ: Schema = {"type": "object", "additionalProperties": True}
+ANY: Schema = {}
+TIME: Schema = {"type": "string", "format": "date-time", "description": "`YYYY-MM-DDTHH:MM:SSZ` (UTC)"}
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    out: Schema = {"type": "object", "properties": properties, "additionalProperties": True}
+    if required:
+        out["required"] = required
+    return out
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+def ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def answer(
+    description: str,
+    schema: Schema | None = None,
+    media: str = "application/json",
+    headers: dict[str, Schema] | None = None,
+) -> Schema:
+    out: Schema = {
+        "description": description,
+        "headers": {"X-Request-Id": ref("headers", "RequestId"), **(headers or {})},
+    }
+    if schema is not None:
+        out["content"] = {media: {"schema": schema}}
+    return out
+
+
+def errors(*codes: int) -> dict[str, Schema]:
+    return {str(code): ref("responses", ERROR_RESPONSES[code][0]) for code in codes}
+
+
+ERROR_RESPONSES = {
+    400: (
+        "BadRequest",
+        "The body is not a JSON object (`Problems parsing JSON`, `Body should be a JSON Hash`)",
+    ),
+    401: ("Unauthorized", "No credential, or an unknown or revoked one"),
+    403: ("Forbidden", "A project's client key: these need a user-scoped token"),
+    404: ("NotFound", "No such resource (or an id that cannot be one)"),
+    413: ("PayloadTooLarge", "Body over the size cap"),
+    415: ("UnsupportedMediaType", "Unsupported Content-Encoding"),
+    422: ("ValidationFailed", "A parameter or field is malformed"),
+}
+
+
+def _error_responses() -> dict[str, Schema]:
+    out = {}
+    for code, (name, what) in ERROR_RESPONSES.items():
+        body = ref("schemas", "ValidationFailed" if code == 422 else "Message")
+        out[name] = answer(what, body)
+    return out
+
+
+# ---- security and parameters ----------------------------------------------------------------------
+
+SECURITY_SCHEMES: dict[str, Schema] = {
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer"},
+    "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
+    "AccessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token"},
+    "AuthTokenQuery": {"type": "apiKey", "in": "query", "name": "auth_token"},
+    "KeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+    "Cookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "faultline_token",
+        "description": "Set by `POST /login`; reads only",
+    },
+}
+WRITE_SECURITY: list[Schema] = [
+    {name: []}
+    for name in ("ApiKeyHeader", "Bearer", "ApiKeyQuery", "AccessTokenQuery", "AuthTokenQuery", "KeyQuery")
+]
+READ_SECURITY = [*WRITE_SECURITY, {"Cookie": []}]
+
+
+def path_id(name: str, what: str, schema: Schema | None = None) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": what,
+        "schema": schema or {"type": "integer", "minimum": 1, "maximum": (1 << 63) - 1},
+    }
+
+
+def query(name: str, description: str, schema: Schema = STR) -> Schema:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+PARAMETERS: dict[str, Schema] = {
+    "Page": query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "default": 1}),
+    "PerPage": query(
+        "per_page",
+        f"Items per page (at most {MAX_PER_PAGE})",
+        {"type": "integer", "minimum": 1, "default": 30},
+    ),
+    "ProjectFilter": query("project_id", "Only this project", {"type": "integer", "minimum": 1}),
+    "Since": query("since", "ISO 8601 time or epoch seconds", {"type": "string", "format": "date-time"}),
+    "Until": query("until", "ISO 8601 time or epoch seconds", {"type": "string", "format": "date-time"}),
+    "ContentEncoding": {
+        "name": "Content-Encoding",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "enum": ["identity", "gzip", "x-gzip", "deflate", "br"]},
+    },
+    "ConfigKey": {
+        "name": "key",
+        "in": "query",
+        "required": True,
+        "description": "The setting's name",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+    },
+}
+PAGING = [ref("parameters", "Page"), ref("parameters", "PerPage")]
+ENCODING = ref("parameters", "ContentEncoding")
+LINK = {"Link": ref("headers", "Link")}
+
+# ---- bodies -----------------------------------------------------------------------------------------
+
+ERROR_FIELDS: dict[str, Schema] = {
+    "id": INT,
+    "project_id": INT,
+    "exception": nullable(STR),
+    "message": nullable(STR),
+    "type": STR,
+    "fingerprint": STR,
+    "grouping_version": INT,
+    "file": nullable(STR),
+    "mode": nullable(STR),
+    "created_at": TIME,
+    "updated_at": TIME,
+    "notices_count": INT,
+    "first_notice_at": nullable(TIME),
+    "most_recent_notice_at": nullable(TIME),
+    "resolved": BOOL,
+    "resolved_at": nullable(TIME),
+    "regressed_at": nullable(TIME),
+    "stored_notices_count": INT,
+    "first_seen_revision": nullable(STR),
+    "last_seen_revision": nullable(STR),
+}
+NOTICE_FIELDS: dict[str, Schema] = {
+    "id": {**STR, "format": "uuid"},
+    "error_id": INT,
+    "project_id": INT,
+    "location_id": {**STR, "format": "uuid"},
+    "message": nullable(STR),
+    "exception": nullable(STR),
+    "type": STR,
+    "protocol": STR,
+    "mode": nullable(STR),
+    "occurred_at": nullable(TIME),
+    "created_at": TIME,
+    "updated_at": TIME,
+}
+DETAIL_FIELDS: dict[str, Schema] = {
+    "backtrace": nullable(array(STR)),
+    "parameters": nullable(OBJ),
+    "session": nullable(OBJ),
+    "environment": nullable(OBJ),
+}
+DEPLOY_FIELDS: dict[str, Schema] = {
+    "id": INT,
+    "project_id": INT,
+    "environment": STR,
+    "author": nullable(STR),
+    "repository": nullable(STR),
+    "revision": nullable(STR),
+    "created_at": TIME,
+    "updated_at": TIME,
+}
+PROJECT_FIELDS: dict[str, Schema] = {
+    "id": INT,
+    "name": STR,
+    "settings": OBJ,
+    "created_at": TIME,
+    "updated_at": TIME,
+}
+SETTINGS_PATCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Settings to merge in; null removes one",
+    "properties": {
+        "rate_limit_per_minute": nullable({"type": "integer", "minimum": 1, "maximum": 10_000_000}),
+        "app_patterns": nullable(array({"type": "string", "minLength": 1, "maxLength": 500})),
+        "library_patterns": nullable(array({"type": "string", "minLength": 1, "maxLength": 500})),
+        "scrub_fields": nullable(array({"type": "string", "minLength": 1, "maxLength": 500})),
+        "scrub": nullable(BOOL),
+        "retention_days": nullable({"type": "integer", "minimum": 1, "maximum": 3650}),
+        "max_notices_per_error": nullable({"type": "integer", "minimum": 10, "maximum": 10_000_000}),
+    },
+}
+SCHEMAS: dict[str, Schema] = {
+    "Message": obj({"message": STR}, ["message"]),
+    "ValidationFailed": obj(
+        {
+            "message": {"type": "string", "enum": ["Validation failed"]},
+            "errors": array(obj({"resource": STR, "field": STR, "code": STR}, ["resource", "field", "code"])),
+        },
+        ["message", "errors"],
+    ),
+    "Error": obj(ERROR_FIELDS, list(ERROR_FIELDS)),
+    "ErrorDetail": obj(
+        {**ERROR_FIELDS, **DETAIL_FIELDS, "last_notice_id": nullable(STR)},
+        [*ERROR_FIELDS, *DETAIL_FIELDS, "last_notice_id"],
+    ),
+    "Notice": obj(NOTICE_FIELDS, list(NOTICE_FIELDS)),
+    "NoticeDetail": obj(
+        {
+            **NOTICE_FIELDS,
+            **DETAIL_FIELDS,
+            "exceptions": nullable(array(OBJ)),
+            "context": ANY,
+            "user": ANY,
+            "hostname": ANY,
+            "release": ANY,
+            "level": ANY,
+            "source": ANY,
+            "tags": ANY,
+            "data": ANY,
+            "reference_id": ANY,
+            "user_description": ANY,
+        },
+        [*NOTICE_FIELDS, *DETAIL_FIELDS, "exceptions"],
+    ),
+    "ResolveError": obj({"resolved": BOOL}),
+    "ErrorStats": obj(
+        {
+            "error_id": INT,
+            "interval": {"type": "string", "enum": ["hour", "day"]},
+            "since": TIME,
+            "until": TIME,
+            "total": INT,
+            "series": array(obj({"t": TIME, "count": INT}, ["t", "count"])),
+        },
+        ["error_id", "interval", "since", "until", "total", "series"],
+    ),
+    "ProjectTotals": obj(
+        {
+            "project_id": INT,
+            "name": STR,
+            "errors": INT,
+            "unresolved": INT,
+            "notices": INT,
+            "notices_24h": INT,
+        },
+        ["project_id", "name", "errors", "unresolved", "notices", "notices_24h"],
+    ),
+    "Deploy": obj(DEPLOY_FIELDS, list(DEPLOY_FIELDS)),
+    "CreatedDeploy": obj(
+        {**DEPLOY_FIELDS, "resolved_errors": {**INT, "description": "With resolve_errors"}},
+        list(DEPLOY_FIELDS),
+    ),
+    "NewDeploy": obj(
+        {
+            "environment": {"type": "string", "minLength": 1},
+            "author": nullable(STR),
+            "repository": nullable(STR),
+            "revision": nullable(STR),
+            "project_id": {"type": "integer", "description": "May be left out while only one project exists"},
+            "resolve_errors": {
+                **BOOL,
+                "description": "Resolve the environment's open errors (as Hoptoad did)",
+            },
+        },
+        ["environment"],
+    ),
+    "Project": obj(PROJECT_FIELDS, list(PROJECT_FIELDS)),
+    "CreatedProject": obj({**PROJECT_FIELDS, "client_key": STR}, [*PROJECT_FIELDS, "client_key"]),
+    "NewProject": obj({"name": {"type": "string", "pattern": r"\S"}}, ["name"]),
+    "ProjectUpdate": obj({"name": {"type": "string", "pattern": r"\S"}, "settings": SETTINGS_PATCH}),
+    "Location": obj(
+        {
+            "location_id": {**STR, "format": "uuid"},
+            "notice_id": {**STR, "format": "uuid"},
+            "error_id": INT,
+            "project_id": INT,
+            "protocol": STR,
+            "received_at": TIME,
+            "url": STR,
+            "payload": {
+                **OBJ,
+                "description": "A CrashLog notice's payload as submitted; the CrashLog interfaces "
+                "built from the notice for the other protocols",
+            },
+            "error": {"allOf": [ref("schemas", "Error")], "nullable": True},
+        },
+        [
+            "location_id",
+            "notice_id",
+            "error_id",
+            "project_id",
+            "protocol",
+            "received_at",
+            "url",
+            "payload",
+            "error",
+        ],
+    ),
+    "ClientConfiguration": obj(
+        {"version": INT, "settings": {"type": "object", "additionalProperties": STR}}, ["version", "settings"]
+    ),
+    "Readiness": obj(
+        {"status": {"type": "string", "enum": ["ready", "unavailable"]}, "redis": STR, "postgres": STR},
+        ["status", "redis", "postgres"],
+    ),
+}
+HEADERS: dict[str, Schema] = {
+    "RequestId": {
+        "description": "The request's id (yours from X-Request-Id, else a fresh one)",
+        "schema": STR,
+    },
+    "Link": {"description": 'RFC 8288 links: rel="first", "prev", "next", "last"', "schema": STR},
+    "Location": {"description": "The new resource's URL", "schema": STR},
+}
+
+
+def json_body(schema: Schema, example: Any = None, media: str = "application/json") -> Schema:
+    content: Schema = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"required": True, "content": {media: content}}
+
+
+def op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    tag: str,
+    params: list[Schema] | None = None,
+    body: Schema | None = None,
+    read: bool = True,
+) -> Schema:
+    out: Schema = {
+        "tags": [tag],
+        "operationId": op_id,
+        "summary": summary,
+        "security": READ_SECURITY if read else WRITE_SECURITY,
+        "parameters": params or [],
+        "responses": responses,
+    }
+    if body is not None:
+        out["requestBody"] = body
+    return out
+
+
+# ---- paths ------------------------------------------------------------------------------------------
+
+
+def _paths() -> dict[str, Schema]:
+    error_id = path_id("id", "Error id")
+    update_error = op(
+        "updateError",
+        "Resolve or reopen an error",
+        {
+            "200": answer("The error", ref("schemas", "ErrorDetail")),
+            **errors(400, 401, 403, 404, 413, 415, 422),
+        },
+        tag="Errors",
+        params=[error_id, ENCODING],
+        body=json_body(ref("schemas", "ResolveError"), {"resolved": True}),
+        read=False,
+    )
+    project_id = path_id("id", "Project id")
+    update_project = op(
+        "updateProject",
+        "Rename a project or merge its settings",
+        {
+            "200": answer("The project", ref("schemas", "Project")),
+            **errors(400, 401, 403, 404, 413, 415, 422),
+        },
+        tag="Projects",
+        params=[project_id, ENCODING],
+        body=json_body(ref("schemas", "ProjectUpdate"), {"settings": {"retention_days": 30}}),
+        read=False,
+    )
+    location = path_id("location_id", "A notice's location id", {"type": "string", "format": "uuid"})
+    html = {"text/html": {"schema": STR}}
+    config_answers = {"200": answer("The configuration", ref("schemas", "ClientConfiguration"))}
+
+    def page(op_id: str, summary: str, status: int, tag: str, params: list[Schema] | None = None) -> Schema:
+        return {
+            "get": op(
+                op_id,
+                summary,
+                {
+                    str(status): {**answer(summary, STR, "text/html")},
+                    **{str(c): {"description": "The sign-in form", "content": html} for c in (401, 403)},
+                },
+                tag=tag,
+                params=params,
+            )
+        }
+
+    notice_page = page(
+        "noticePage", "The notice page (the sign-in form without a user token)", 200, "Pages", [location]
+    )
+    notice_page["get"]["responses"]["404"] = {"description": "No such notice (yet)", "content": html}
+    return {
+        "/v1/errors": {
+            "get": op(
+                "listErrors",
+                "Errors, most recent first",
+                {
+                    "200": answer("A page of errors", array(ref("schemas", "Error")), headers=LINK),
+                    **errors(401, 403, 422),
+                },
+                tag="Errors",
+                params=[
+                    *PAGING,
+                    ref("parameters", "ProjectFilter"),
+                    query("resolved", "Include resolved errors", {"type": "boolean", "default": False}),
+                    query("environment", "Only this environment"),
+                    query("type", "Only this event type"),
+                    query("exception", "Only this exception class"),
+                    query("q", "Message or class contains"),
+                    ref("parameters", "Since"),
+                    ref("parameters", "Until"),
+                    query(
+                        "sort",
+                        "Order",
+                        {"type": "string", "enum": ["most_recent", "notices_count", "created"]},
+                    ),
+                ],
+            )
+        },
+        "/v1/errors/{id}": {
+            "get": op(
+                "getError",
+                "One error with its latest notice's details",
+                {
+                    "200": answer("The error", ref("schemas", "ErrorDetail")),
+                    **errors(401, 403, 404),
+                },
+                tag="Errors",
+                params=[error_id],
+            ),
+            "patch": update_error,
+            "post": {**update_error, "operationId": "updateErrorByPost"},
+        },
+        "/v1/errors/{error_id}/notices": {
+            "get": op(
+                "listNotices",
+                "An error's notices, newest first",
+                {
+                    "200": answer("A page of notices", array(ref("schemas", "Notice")), headers=LINK),
+                    **errors(401, 403, 404, 422),
+                },
+                tag="Errors",
+                params=[
+                    path_id("error_id", "Error id"),
+                    *PAGING,
+                    query("cursor", "The `next` link's keyset cursor"),
+                ],
+            )
+        },
+        "/v1/errors/{error_id}/notices/{id}": {
+            "get": op(
+                "getNotice",
+                "One notice in full",
+                {
+                    "200": answer("The notice", ref("schemas", "NoticeDetail")),
+                    **errors(401, 403, 404),
+                },
+                tag="Errors",
+                params=[
+                    path_id("error_id", "Error id"),
+                    path_id("id", "Notice id", {"type": "string", "format": "uuid"}),
+                ],
+            )
+        },
+        "/v1/errors/{id}/stats": {
+            "get": op(
+                "errorStats",
+                "Notices per hour or day, zero-filled",
+                {
+                    "200": answer("The series", ref("schemas", "ErrorStats")),
+                    **errors(401, 403, 404, 422),
+                },
+                tag="Stats",
+                params=[
+                    error_id,
+                    query(
+                        "interval",
+                        "Bucket size",
+                        {"type": "string", "enum": ["hour", "day"], "default": "hour"},
+                    ),
+                    ref("parameters", "Since"),
+                    ref("parameters", "Until"),
+                ],
+            )
+        },
+        "/v1/stats": {
+            "get": op(
+                "totals",
+                "Per project: errors, unresolved, notices, notices in 24 h",
+                {
+                    "200": answer("Totals", array(ref("schemas", "ProjectTotals"))),
+                    **errors(401, 403, 422),
+                },
+                tag="Stats",
+                params=[ref("parameters", "ProjectFilter")],
+            )
+        },
+        "/v1/deploys": {
+            "get": op(
+                "listDeploys",
+                "Deploys, newest first",
+                {
+                    "200": answer("A page of deploys", array(ref("schemas", "Deploy")), headers=LINK),
+                    **errors(401, 403, 422),
+                },
+                tag="Deploys",
+                params=[
+                    *PAGING,
+                    ref("parameters", "ProjectFilter"),
+                    query("environment", "Only this environment"),
+                ],
+            ),
+            "post": op(
+                "createDeploy",
+                "Record a deploy",
+                {
+                    "201": answer(
+                        "The deploy",
+                        ref("schemas", "CreatedDeploy"),
+                        headers={"Location": ref("headers", "Location")},
+                    ),
+                    **errors(400, 401, 403, 413, 415, 422),
+                },
+                tag="Deploys",
+                params=[ENCODING],
+                read=False,
+                body=json_body(
+                    ref("schemas", "NewDeploy"),
+                    {"environment": "production", "revision": "abc123", "author": "ci"},
+                ),
+            ),
+        },
+        "/v1/deploys/{id}": {
+            "get": op(
+                "getDeploy",
+                "One deploy",
+                {
+                    "200": answer("The deploy", ref("schemas", "Deploy")),
+                    **errors(401, 403, 404),
+                },
+                tag="Deploys",
+                params=[path_id("id", "Deploy id")],
+            )
+        },
+        "/v1/projects": {
+            "get": op(
+                "listProjects",
+                "Every project",
+                {
+                    "200": answer("The projects", array(ref("schemas", "Project"))),
+                    **errors(401, 403),
+                },
+                tag="Projects",
+            ),
+            "post": op(
+                "createProject",
+                "Create a project and its first client key",
+                {
+                    "201": answer(
+                        "The project, with its client key (shown once)", ref("schemas", "CreatedProject")
+                    ),
+                    **errors(400, 401, 403, 413, 415, 422),
+                },
+                tag="Projects",
+                params=[ENCODING],
+                read=False,
+                body=json_body(ref("schemas", "NewProject"), {"name": "my-app"}),
+            ),
+        },
+        "/v1/projects/{id}": {
+            "get": op(
+                "getProject",
+                "One project",
+                {
+                    "200": answer("The project", ref("schemas", "Project")),
+                    **errors(401, 403, 404),
+                },
+                tag="Projects",
+                params=[project_id],
+            ),
+            "patch": update_project,
+            "post": {**update_project, "operationId": "updateProjectByPost"},
+        },
+        "/api/v2/projects/{id}/config": {
+            "get": op(
+                "getClientConfiguration",
+                "A project's Exceptionless client configuration; 304 when `v` is the current version",
+                {**config_answers, "304": answer("Up to date (empty body)"), **errors(401, 403, 404)},
+                tag="Exceptionless",
+                params=[project_id, query("v", "The version the caller holds")],
+            ),
+            "post": op(
+                "setClientConfiguration",
+                'Set one setting (body: a JSON string, or {"value": string})',
+                {
+                    **config_answers,
+                    **errors(400, 401, 403, 404, 413, 415),
+                },
+                tag="Exceptionless",
+                read=False,
+                params=[project_id, ref("parameters", "ConfigKey"), ENCODING],
+                body=json_body(
+                    {
+                        "anyOf": [
+                            {"type": "string", "pattern": r"\S", "maxLength": 10_000},
+                            obj(
+                                {"value": {"type": "string", "pattern": r"\S", "maxLength": 10_000}},
+                                ["value"],
+                            ),
+                        ]
+                    },
+                    "true",
+                ),
+            ),
+            "delete": op(
+                "deleteClientConfiguration",
+                "Remove one setting",
+                {
+                    **config_answers,
+                    **errors(400, 401, 403, 404),
+                },
+                tag="Exceptionless",
+                read=False,
+                params=[project_id, ref("parameters", "ConfigKey")],
+            ),
+        },
+        "/locate/{location_id}": {
+            "get": {
+                "tags": ["Location"],
+                "operationId": "locate",
+                "security": [],
+                "summary": "Redirect to the notice's page once it is stored (CrashLog's /locate)",
+                "parameters": [location],
+                "responses": {
+                    "301": answer("To the notice page", headers={"Location": ref("headers", "Location")}),
+                    **errors(404),
+                },
+            }
+        },
+        "/api/locate/{location_id}": {
+            "get": op(
+                "apiLocate",
+                "A notice by location id, with its error",
+                {
+                    "200": answer("The notice", ref("schemas", "Location")),
+                    **errors(401, 403, 404),
+                },
+                tag="Location",
+                params=[location],
+            )
+        },
+        "/notices/{location_id}": notice_page,
+        "/login": {
+            "get": {
+                "tags": ["Pages"],
+                "operationId": "loginForm",
+                "summary": "The sign-in form",
+                "security": [],
+                "parameters": [query("next", "Local path to return to")],
+                "responses": {"200": {"description": "The form", "content": html}},
+            },
+            "post": {
+                "tags": ["Pages"],
+                "operationId": "login",
+                "security": [],
+                "summary": "Sign in with a user token: sets the faultline_token cookie",
+                "requestBody": json_body(
+                    obj({"token": STR, "next": STR}, ["token"]), media="application/x-www-form-urlencoded"
+                ),
+                "responses": {
+                    "200": {"description": "Signed in", "content": html},
+                    "303": {"description": "Signed in: back to `next`"},
+                    "400": {"description": "The form could not be read", "content": html},
+                    **{
+                        str(c): {"description": "Unknown token, or a client key", "content": html}
+                        for c in (401, 403)
+                    },
+                },
+            },
+        },
+        "/logout": {
+            "post": {
+                "tags": ["Pages"],
+                "operationId": "logout",
+                "security": [],
+                "summary": "Forget the cookie",
+                "responses": {"303": {"description": "To /login"}},
+            }
+        },
+        "/": {
+            "get": {
+                "tags": ["Operations"],
+                "operationId": "root",
+                "summary": "`{}`",
+                "security": [],
+                "responses": {"200": answer("Always `{}`", {"type": "object", "maxProperties": 0})},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "tags": ["Operations"],
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "security": [],
+                "responses": {
+                    "200": answer("Alive", obj({"status": {"type": "string", "enum": ["ok"]}}, ["status"]))
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "tags": ["Operations"],
+                "operationId": "readyz",
+                "security": [],
+                "summary": "Readiness: PostgreSQL and Redis answer",
+                "responses": {
+                    "200": answer("Ready", ref("schemas", "Readiness")),
+                    "503": answer("Something is down", ref("schemas", "Readiness")),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["Operations"],
+                "operationId": "metrics",
+                "security": [],
+                "summary": "Prometheus metrics",
+                "responses": {"200": answer("Prometheus text format", STR, "text/plain")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "tags": ["Operations"],
+                "operationId": "openapi",
+                "security": [],
+                "summary": "This document",
+                "responses": {"200": answer("OpenAPI 3.0", OBJ)},
+            }
+        },
+    }
+
+
+def spec(settings: Settings) -> dict[str, Any]:
+    """The query service's OpenAPI 3.0.3 document; URLs in it are this deployment's."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Faultline query API",
+            "version": "1",
+            "description": "Errors, notices, deploys, projects and statistics. Every endpoint but the "
+            "location redirect and the sign-in pages needs a user-scoped token. Lists take `page` and "
+            f"`per_page` and answer with a `Link` header whose URLs start at {settings.public_url}.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": n}
+            for n in (
+                "Errors",
+                "Stats",
+                "Deploys",
+                "Projects",
+                "Exceptionless",
+                "Location",
+                "Pages",
+                "Operations",
+            )
+        ],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": _error_responses(),
+            "headers": HEADERS,
+            "parameters": PARAMETERS,
+            "securitySchemes": SECURITY_SCHEMES,
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return json_response(spec(request.app[SETTINGS]))
