@@ -43,6 +43,7 @@ class Consumer:
         self.dead = 0
         self._own_pending = True  # start by re-reading what this name may still hold
         self.projects: dict[int, dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, float] = dict.fromkeys(
             ("batches", "batch_entries", "write_seconds", "write_seconds_max"), 0.0)
 
@@ -206,11 +207,38 @@ class Consumer:
         await self.redis.hset(key, mapping={k: str(v) for k, v in fields.items()})  # type: ignore[misc]
         await self.redis.expire(key, 120)
 
+    async def _maintenance_loop(self, stop: asyncio.Event) -> None:
+        """Retention and partitions, off the ingest path: a slow pass never stalls batches."""
+        delay = min(60.0, self.s.maintenance_interval)  # partitions were ensured at start-up
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            delay = self.s.maintenance_interval
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute("SET lock_timeout = '5s'")
+                    try:
+                        await maintenance.run(conn)
+                    finally:
+                        await conn.execute("RESET lock_timeout")
+            except (*TRANSIENT, asyncpg.PostgresError) as e:
+                logger.warning("maintenance pass failed error=%r", e)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop`: batches, a reclaim and trim every few seconds, back-off on outages."""
+        try:
+            await self._run(stop)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.setup()
         next_chores = 0.0
-        next_maintenance = time.monotonic() + 5  # let start-up settle first
+        self._tasks.append(asyncio.create_task(self._maintenance_loop(stop)))
         backoff = 0.5
         while not stop.is_set():
             try:
@@ -219,10 +247,6 @@ class Consumer:
                     await self.reclaim()
                     await self.trim()
                     await self.publish_stats()
-                if time.monotonic() >= next_maintenance:
-                    next_maintenance = time.monotonic() + self.s.maintenance_interval
-                    async with self.pool.acquire() as conn:
-                        await maintenance.run(conn)
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
                 await self.run_once(block_ms=self.s.block_ms)
                 backoff = 0.5
