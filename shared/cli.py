@@ -92,7 +92,9 @@ def parser() -> argparse.ArgumentParser:
     project = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     create = project.add_parser("create", help="create a project and print its client key")
     create.add_argument("name")
-    token = sub.add_parser("token", help="manage user-scoped tokens").add_subparsers(dest="action", required=True)
+    token = sub.add_parser("token", help="manage user-scoped tokens").add_subparsers(
+        dest="action", required=True
+    )
     tcreate = token.add_parser("create", help="create a user-scoped token")
     tcreate.add_argument("--label", default=None)
     return p

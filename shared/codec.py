@@ -55,8 +55,14 @@ def encode(env: Envelope) -> dict[bytes, bytes]:
 
 def encode_description(d: Description) -> dict[bytes, bytes]:
     """Stream fields for XADD of a user description (envelope kind DESCRIPTION)."""
-    env = {"v": FORMAT, "k": DESCRIPTION, "pid": d.project_id, "ref": d.reference_id, "d": d.data,
-           "at": d.received_at}
+    env = {
+        "v": FORMAT,
+        "k": DESCRIPTION,
+        "pid": d.project_id,
+        "ref": d.reference_id,
+        "d": d.data,
+        "at": d.received_at,
+    }
     return {FIELD: msgpack.packb(env, use_bin_type=True)}
 
 
@@ -71,8 +77,13 @@ def decode_any(fields: dict[Any, Any]) -> Envelope | Description:
     if env.get("k", NOTICE) != DESCRIPTION:
         return _notice(env)
     pid, ref, data, at = env.get("pid"), env.get("ref"), env.get("d"), env.get("at")
-    if not (isinstance(pid, int) and isinstance(ref, str) and ref and isinstance(data, dict)
-            and isinstance(at, int | float)):
+    if not (
+        isinstance(pid, int)
+        and isinstance(ref, str)
+        and ref
+        and isinstance(data, dict)
+        and isinstance(at, int | float)
+    ):
         raise CodecError("description envelope fields missing or malformed")
     return Description(pid, ref, data, float(at))
 

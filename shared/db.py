@@ -12,6 +12,9 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
+# A plain connection or one borrowed from a pool: every helper here takes either.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 # Any session-level lock id unique to this project: serialises concurrent `migrate` runs.
 _MIGRATION_LOCK = 0x6661756C746C6E
 
@@ -24,15 +27,16 @@ def _decode_jsonb(data: bytes) -> Any:
     return orjson.loads(data[1:])
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: Conn) -> None:
     """Register the codecs every connection uses (jsonb as orjson, binary)."""
     await conn.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
 
 
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10, init: Any = None,
-                      **kw: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, min_size: int = 1, max_size: int = 10, init: Any = None, **kw: Any
+) -> asyncpg.Pool:
     """A pool whose connections speak jsonb as Python objects (`init` replaces the default set-up)."""
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=init or init_connection, **kw
@@ -50,7 +54,7 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply pending migrations in order, each in its own transaction; safe to run twice."""
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
@@ -77,7 +81,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
 
-async def ensure_partitions(conn: asyncpg.Connection, back: int = 1, ahead: int = 7) -> int:
+async def ensure_partitions(conn: Conn, back: int = 1, ahead: int = 7) -> int:
     """Make the daily notice partitions from `back` days ago to `ahead` days from now (UTC)."""
     made: int = await conn.fetchval(
         "SELECT faultline_ensure_partitions((now() AT TIME ZONE 'UTC')::date - $1::int, $2::int)",
@@ -88,7 +92,7 @@ async def ensure_partitions(conn: asyncpg.Connection, back: int = 1, ahead: int 
 
 
 async def ping(pool: asyncpg.Pool, timeout: float = 1.0) -> str:
-    """"ok" when PostgreSQL answers within the timeout, else what went wrong (for /readyz)."""
+    """ "ok" when PostgreSQL answers within the timeout, else what went wrong (for /readyz)."""
     try:
         async with asyncio.timeout(timeout):
             async with pool.acquire() as conn:

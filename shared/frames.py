@@ -42,17 +42,73 @@ _LIBRARY_FILE: Final = re.compile(
 )
 _LIBRARY_MODULES: Final = (
     # JVM runtime and the frameworks/libraries whose frames sit between app frames
-    "java.", "javax.", "jakarta.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
-    "org.codehaus.groovy.", "clojure.", "android.", "androidx.", "com.android.", "dalvik.", "libcore.",
-    "org.springframework.", "org.apache.", "org.hibernate.", "org.eclipse.", "org.glassfish.", "org.jboss.",
-    "io.netty.", "io.undertow.", "io.micronaut.", "io.quarkus.", "io.vertx.", "io.reactivex.", "reactor.",
-    "com.fasterxml.", "com.google.common.", "com.google.gson.", "com.google.protobuf.", "com.google.inject.",
-    "okhttp3.", "okio.", "retrofit2.", "com.zaxxer.", "org.postgresql.", "com.mysql.", "org.slf4j.",
-    "ch.qos.logback.", "org.junit.", "junit.", "akka.", "io.sentry.", "io.airbrake.",
+    "java.",
+    "javax.",
+    "jakarta.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "scala.",
+    "groovy.",
+    "org.codehaus.groovy.",
+    "clojure.",
+    "android.",
+    "androidx.",
+    "com.android.",
+    "dalvik.",
+    "libcore.",
+    "org.springframework.",
+    "org.apache.",
+    "org.hibernate.",
+    "org.eclipse.",
+    "org.glassfish.",
+    "org.jboss.",
+    "io.netty.",
+    "io.undertow.",
+    "io.micronaut.",
+    "io.quarkus.",
+    "io.vertx.",
+    "io.reactivex.",
+    "reactor.",
+    "com.fasterxml.",
+    "com.google.common.",
+    "com.google.gson.",
+    "com.google.protobuf.",
+    "com.google.inject.",
+    "okhttp3.",
+    "okio.",
+    "retrofit2.",
+    "com.zaxxer.",
+    "org.postgresql.",
+    "com.mysql.",
+    "org.slf4j.",
+    "ch.qos.logback.",
+    "org.junit.",
+    "junit.",
+    "akka.",
+    "io.sentry.",
+    "io.airbrake.",
     # .NET runtime and common packages
-    "System.", "Microsoft.", "Newtonsoft.", "Npgsql.", "Dapper.", "Serilog.", "NLog.", "Polly.",
-    "AutoMapper.", "MediatR.", "Grpc.", "StackExchange.", "Hangfire.", "Castle.", "Autofac.", "Mono.",
-    "Exceptionless.", "Sentry.",
+    "System.",
+    "Microsoft.",
+    "Newtonsoft.",
+    "Npgsql.",
+    "Dapper.",
+    "Serilog.",
+    "NLog.",
+    "Polly.",
+    "AutoMapper.",
+    "MediatR.",
+    "Grpc.",
+    "StackExchange.",
+    "Hangfire.",
+    "Castle.",
+    "Autofac.",
+    "Mono.",
+    "Exceptionless.",
+    "Sentry.",
     "runtime/",
 )
 _LIBRARY_MODULE_NAMES: Final = frozenset({"System", "Microsoft", "runtime"})
@@ -72,10 +128,21 @@ _HASH: Final = re.compile(  # file-name content hash: app.3f9a1c.js, index-5c9a1
 )
 _DOT_SEGMENTS: Final = re.compile(r"/(?:\./)+|//+")  # /./ and // -> /
 _VERSION_DIR: Final = re.compile(r"[-@_]?v?\d+(?:\.\d+)+[\w.+-]*$")  # rack-2.2.3, gin@v1.9.1, python3.11
-_PLACEHOLDER_FILES: Final = frozenset({
-    "<anonymous>", "native", "[native code]", "<unknown>", "unknown", "<generated>", "SourceFile",
-    "Unknown Source", "Native Method", "?", "",
-})
+_PLACEHOLDER_FILES: Final = frozenset(
+    {
+        "<anonymous>",
+        "native",
+        "[native code]",
+        "<unknown>",
+        "unknown",
+        "<generated>",
+        "SourceFile",
+        "Unknown Source",
+        "Native Method",
+        "?",
+        "",
+    }
+)
 
 # --- normalize_function rules ----------------------------------------------------------------------
 _RUBY_LEVELS: Final = re.compile(r"block \(\d+ levels\) in ")  # -> "block in "
@@ -100,10 +167,35 @@ _DOTNET_STATE_MACHINE: Final = re.compile(r"\.<(?P<name>.+)>d__\d*$")  # Svc.<Ru
 
 # --- frame_key: which languages are keyed by class, which by file ---------------------------------
 _CLASS_LANGS: Final = frozenset({"java", "kt", "kts", "scala", "groovy", "clj", "cljc", "cs", "vb", "fs"})
-_SCRIPT_LANGS: Final = frozenset({
-    "py", "pyw", "pyx", "rb", "erb", "rake", "haml", "slim", "builder", "jbuilder", "ru", "php", "phtml",
-    "inc", "js", "mjs", "cjs", "jsx", "ts", "tsx", "mts", "cts", "vue", "svelte", "coffee",
-})
+_SCRIPT_LANGS: Final = frozenset(
+    {
+        "py",
+        "pyw",
+        "pyx",
+        "rb",
+        "erb",
+        "rake",
+        "haml",
+        "slim",
+        "builder",
+        "jbuilder",
+        "ru",
+        "php",
+        "phtml",
+        "inc",
+        "js",
+        "mjs",
+        "cjs",
+        "jsx",
+        "ts",
+        "tsx",
+        "mts",
+        "cts",
+        "vue",
+        "svelte",
+        "coffee",
+    }
+)
 _RUBY_PREFIX: Final = re.compile(r"(?:block|rescue|ensure) in ")
 _GO_CLOSURE: Final = re.compile(r"(?<=\.)(func|gowrap|deferwrap)\d+(?:\.\d+)*")  # main.func1 -> main.func
 _ANONYMOUS: Final = frozenset({"<anonymous>", "anonymous", "?", "<unknown>"})
@@ -300,8 +392,14 @@ def _project_verdict(
 _project_verdict_cached: Final = lru_cache(maxsize=_CACHE)(_project_verdict)
 
 
-def _decide(f: Frame, file: str | None, module: str | None, library: bool,
-            app_patterns: tuple[str, ...], library_patterns: tuple[str, ...]) -> bool:
+def _decide(
+    f: Frame,
+    file: str | None,
+    module: str | None,
+    library: bool,
+    app_patterns: tuple[str, ...],
+    library_patterns: tuple[str, ...],
+) -> bool:
     if app_patterns or library_patterns:
         short = len(file or "") <= _CACHEABLE and len(module or "") <= _CACHEABLE
         verdict = (_project_verdict_cached if short else _project_verdict)(

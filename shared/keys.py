@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import Conn
+
 logger = logging.getLogger(__name__)
 
 
@@ -96,17 +98,18 @@ class KeyCache:
         while True:
             try:
                 await self.reload()
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as e:
                 logger.warning("key cache reload failed error=%r", e)
             await asyncio.sleep(self._interval)
 
 
-async def create_project(conn: asyncpg.Connection, name: str) -> tuple[Project, str]:
+async def create_project(conn: Conn, name: str) -> tuple[Project, str]:
     """A project and its first client key (returned in clear once, stored hashed)."""
     async with conn.transaction():
         row = await conn.fetchrow(
             "INSERT INTO projects (name) VALUES ($1) RETURNING id, name, settings", name
         )
+        assert row is not None
         key = new_client_key()
         await conn.execute(
             "INSERT INTO api_keys (key_hash, scope, project_id) VALUES ($1, 'client', $2)",
@@ -116,7 +119,7 @@ async def create_project(conn: asyncpg.Connection, name: str) -> tuple[Project, 
     return Project(row["id"], row["name"], row["settings"]), key
 
 
-async def create_user_token(conn: asyncpg.Connection, label: str | None = None) -> str:
+async def create_user_token(conn: Conn, label: str | None = None) -> str:
     token = new_user_token()
     await conn.execute(
         "INSERT INTO api_keys (key_hash, scope, label) VALUES ($1, 'user', $2)", hash_key(token), label
@@ -124,7 +127,7 @@ async def create_user_token(conn: asyncpg.Connection, label: str | None = None) 
     return token
 
 
-async def revoke(conn: asyncpg.Connection, key: str) -> bool:
+async def revoke(conn: Conn, key: str) -> bool:
     status = await conn.execute(
         "UPDATE api_keys SET revoked_at = now(), updated_at = now()"
         " WHERE key_hash = $1 AND revoked_at IS NULL",

@@ -38,7 +38,9 @@ class Metrics:
             lines.append(f"# TYPE {full} {kind}")
             for labels, value in sorted(self._values.get(name, {}).items()):
                 label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                lines.append(f"{full}{{{label_text}}} {_num(value)}" if label_text else f"{full} {_num(value)}")
+                lines.append(
+                    f"{full}{{{label_text}}} {_num(value)}" if label_text else f"{full} {_num(value)}"
+                )
         return "\n".join(lines) + "\n"
 
 

@@ -71,8 +71,11 @@ def setup_logging(service: str, level: int = logging.INFO) -> None:
     """Structured JSON logs on stderr; FAULTLINE_LOG_FORMAT=text for plain lines while developing."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("FAULTLINE_LOG_FORMAT") == "text":
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s level=%(levelname)s service={service} logger=%(name)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(
+                f"%(asctime)s level=%(levelname)s service={service} logger=%(name)s %(message)s"
+            )
+        )
     else:
         formatter = JsonFormatter(service)
         formatter.converter = time.gmtime  # type: ignore[assignment]

@@ -12,11 +12,32 @@ from typing import Any
 import orjson
 
 FILTERED = "[Filtered]"
-DEFAULT_FIELDS = frozenset({
-    "password", "passwd", "pwd", "secret", "token", "authorization", "cookie", "api_key", "apikey",
-    "access_token", "auth_token", "refresh_token", "private_key", "session_key", "credit_card",
-    "card_number", "cvv", "ssn", "set-cookie", "http_authorization", "http_cookie", "x-api-key",
-})
+DEFAULT_FIELDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "authorization",
+        "cookie",
+        "api_key",
+        "apikey",
+        "access_token",
+        "auth_token",
+        "refresh_token",
+        "private_key",
+        "session_key",
+        "credit_card",
+        "card_number",
+        "cvv",
+        "ssn",
+        "set-cookie",
+        "http_authorization",
+        "http_cookie",
+        "x-api-key",
+    }
+)
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _RAW_HINT = re.compile(rb"(?:\d[ -]?){12,18}\d")
 
@@ -45,8 +66,12 @@ def sensitive(key: str, fields: frozenset[str]) -> bool:
 def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -> Any:
     """A copy of value with sensitive keys' values and card-number-shaped strings replaced."""
     if isinstance(value, dict):
-        return {k: FILTERED if isinstance(k, str) and sensitive(k, fields) and v not in (None, "")
-                else scrub(v, fields, depth + 1) for k, v in value.items()}
+        return {
+            k: FILTERED
+            if isinstance(k, str) and sensitive(k, fields) and v not in (None, "")
+            else scrub(v, fields, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [scrub(v, fields, depth + 1) for v in value]
     if isinstance(value, str) and len(value) >= 13 and _CARD.search(value):
@@ -75,7 +100,11 @@ def scrub_raw(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw if not _RAW_HINT.search(raw) else _CARD.sub(_card_sub, raw.decode("utf-8", "replace")).encode()
+        return (
+            raw
+            if not _RAW_HINT.search(raw)
+            else _CARD.sub(_card_sub, raw.decode("utf-8", "replace")).encode()
+        )
     return orjson.dumps(scrub(data, fields))
 
 

@@ -46,7 +46,9 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         # Own process group: Ctrl-C reaches only `up`, which then stops children in order.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=env, start_new_session=True,
+            [sys.executable, "-m", self.module],
+            env=env,
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         self.started_at = time.monotonic()
@@ -134,8 +136,10 @@ def up(settings: Settings) -> int:
         )
         if ok:
             print(f"faultline: gateway  {base}:{settings.gateway_port}", flush=True)
-            print(f"faultline: query    {base}:{settings.query_port}  (public URL {settings.public_url})",
-                  flush=True)
+            print(
+                f"faultline: query    {base}:{settings.query_port}  (public URL {settings.public_url})",
+                flush=True,
+            )
             print(f"faultline: workers  {settings.workers}; Ctrl-C stops everything", flush=True)
         else:
             print("faultline: services did not become healthy within 30 s; see the log above", flush=True)
@@ -149,15 +153,17 @@ def up(settings: Settings) -> int:
                 if c.next_start == 0.0:
                     # Back off 1, 2, 4 ... 30 s; a child that ran a minute starts over at 1 s.
                     c.restarts = 0 if now - c.started_at > 60 else c.restarts + 1
-                    c.next_start = now + min(30.0, 2.0 ** c.restarts)
-                    logger.warning("child exited child=%s code=%s restart_in=%.0fs", c.name, code,
-                                   c.next_start - now)
+                    c.next_start = now + min(30.0, 2.0**c.restarts)
+                    logger.warning(
+                        "child exited child=%s code=%s restart_in=%.0fs", c.name, code, c.next_start - now
+                    )
                 elif now >= c.next_start:
                     c.next_start = 0.0
                     c.start(env)
             time.sleep(0.2)
-        print("faultline: stopping: gateway first, then workers (finishing their batch), then query",
-              flush=True)
+        print(
+            "faultline: stopping: gateway first, then workers (finishing their batch), then query", flush=True
+        )
         _stop([gateway], settings.shutdown_grace)
         _stop(workers, settings.shutdown_grace)
         _stop([query], settings.shutdown_grace)

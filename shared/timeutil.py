@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 

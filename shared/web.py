@@ -53,10 +53,20 @@ def error_response(e: ApiError) -> web.Response:
 
 
 METRICS = web.AppKey("metrics", Metrics)
-REJECT_REASONS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                  405: "method_not_allowed", 411: "length_required", 413: "too_large",
-                  415: "unsupported_media", 422: "invalid", 429: "rate_limited", 500: "internal_error",
-                  503: "unavailable"}
+REJECT_REASONS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -71,7 +81,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if metrics is not None:
         metrics.inc("http_responses_total", status=str(response.status))
         if response.status >= 400:
-            metrics.inc("requests_rejected_total", reason=REJECT_REASONS.get(response.status, str(response.status)))
+            metrics.inc(
+                "requests_rejected_total", reason=REJECT_REASONS.get(response.status, str(response.status))
+            )
     return response
 
 
@@ -90,9 +102,11 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
             reason = "Not Found"
         elif e.status == 413:
             reason = "Request body too large"
-        return json_response({"message": reason}, e.status, {
-            k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")
-        })
+        return json_response(
+            {"message": reason},
+            e.status,
+            {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")},
+        )
     except Exception:
         logger.exception("unhandled error method=%s path=%s", request.method, request.path)
         return json_response({"message": "Internal server error"}, 500)

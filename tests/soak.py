@@ -37,15 +37,29 @@ _HUGE = b'{"message": "' + b"x" * (2 << 20) + b'"}'
 
 def valid(i: int) -> bytes:
     exc = f"SoakError{i % 20}"
-    return (b'{"message": "%s: soak %d", "error": {"exception": "%s", "mode": "production", '
-            b'"backtrace": ["[PROJECT_ROOT]/app/soak.rb:%d:in `run%d\'"]}}'
-            % (exc.encode(), i, exc.encode(), i % 50, i % 20))
+    return (
+        b'{"message": "%s: soak %d", "error": {"exception": "%s", "mode": "production", '
+        b'"backtrace": ["[PROJECT_ROOT]/app/soak.rb:%d:in `run%d\'"]}}'
+        % (exc.encode(), i, exc.encode(), i % 50, i % 20)
+    )
 
 
 def hostile(rng: random.Random, key: str) -> tuple[bytes, dict[str, str], str]:
     """A request the gateway must refuse with a 4xx (body, headers, what it is)."""
-    kind = rng.choice(["bad_json", "not_hash", "missing", "bad_key", "no_key", "bomb", "bad_gzip",
-                       "encoding", "deep", "huge"])
+    kind = rng.choice(
+        [
+            "bad_json",
+            "not_hash",
+            "missing",
+            "bad_key",
+            "no_key",
+            "bomb",
+            "bad_gzip",
+            "encoding",
+            "deep",
+            "huge",
+        ]
+    )
     h = {"Api-Key": key, "Content-Type": "application/json"}
     if kind == "bad_json":
         return b'{"message": ', h, kind
@@ -80,8 +94,15 @@ class Tally:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-async def client(session: aiohttp.ClientSession, url: str, key: str, deadline: float, tally: Tally,
-                 seed: int, max_requests: int) -> None:
+async def client(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    deadline: float,
+    tally: Tally,
+    seed: int,
+    max_requests: int,
+) -> None:
     rng = random.Random(seed)
     for i in range(max_requests):
         if time.monotonic() >= deadline:
@@ -101,7 +122,7 @@ async def client(session: aiohttp.ClientSession, url: str, key: str, deadline: f
                     tally.unexpected.append(f"{kind} -> {r.status}")
                 elif kind != "valid" and r.status < 400:
                     tally.unexpected.append(f"{kind} accepted with {r.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             tally.failures += 1
 
 
@@ -127,8 +148,10 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
         kills = 0
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            traffic = [asyncio.create_task(client(session, url, key, deadline, tally, seed, 1_000_000))
-                       for seed in range(clients)]
+            traffic = [
+                asyncio.create_task(client(session, url, key, deadline, tally, seed, 1_000_000))
+                for seed in range(clients)
+            ]
             next_kill = time.monotonic() + kill_every
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -140,8 +163,11 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
                     workers.append(fresh)
                     services.append(fresh)
                     next_kill += kill_every
-                    print(f"soak: {int(deadline - time.monotonic())}s left, acknowledged={len(tally.acked)} "
-                          f"workers killed={kills}", flush=True)
+                    print(
+                        f"soak: {int(deadline - time.monotonic())}s left, acknowledged={len(tally.acked)} "
+                        f"workers killed={kills}",
+                        flush=True,
+                    )
             await asyncio.gather(*traffic)
         drain_start = time.monotonic()
         ids: list[str] = []
@@ -153,11 +179,18 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
             await asyncio.sleep(0.5)
         drained = time.monotonic() - drain_start
         return {
-            "seconds": seconds, "clients": clients, "workers_killed": kills,
-            "requests": sum(tally.statuses.values()), "acknowledged": len(tally.acked),
-            "stored": len(ids), "stored_unique": len(set(ids)), "missing": len(expected - set(ids)),
-            "statuses": dict(sorted(tally.statuses.items())), "kinds": dict(sorted(tally.by_kind.items())),
-            "unexpected": tally.unexpected[:20], "connection_failures": tally.failures,
+            "seconds": seconds,
+            "clients": clients,
+            "workers_killed": kills,
+            "requests": sum(tally.statuses.values()),
+            "acknowledged": len(tally.acked),
+            "stored": len(ids),
+            "stored_unique": len(set(ids)),
+            "missing": len(expected - set(ids)),
+            "statuses": dict(sorted(tally.statuses.items())),
+            "kinds": dict(sorted(tally.by_kind.items())),
+            "unexpected": tally.unexpected[:20],
+            "connection_failures": tally.failures,
             "drain_seconds": round(drained, 1),
         }
     finally:
@@ -168,28 +201,33 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
 
 
 def write_report(result: dict[str, object], path: Path) -> None:
-    ok = result["missing"] == 0 and result["stored"] == result["stored_unique"] == result["acknowledged"] \
+    ok = (
+        result["missing"] == 0
+        and result["stored"] == result["stored_unique"] == result["acknowledged"]
         and not result["unexpected"]
-    block = "\n".join([
-        START,
-        "## Soak (`make soak`)",
-        "",
-        f"{result['seconds']:.0f} s of mixed traffic from {result['clients']} clients (30% hostile: bad JSON, "
-        "non-objects, missing fields, bad/no keys, gzip bombs, corrupt gzip, unknown encodings, deep nesting, "
-        f"2 MiB bodies) while a worker was SIGKILLed and replaced every few seconds ({result['workers_killed']} kills).",
-        "",
-        "| figure | value |",
-        "| --- | --- |",
-        f"| requests | {result['requests']} |",
-        f"| acknowledged (201) | {result['acknowledged']} |",
-        f"| stored | {result['stored']} (unique {result['stored_unique']}, missing {result['missing']}) |",
-        f"| statuses | {result['statuses']} |",
-        f"| request kinds | {result['kinds']} |",
-        f"| unexpected answers | {result['unexpected'] or 'none'} |",
-        f"| drain after traffic stopped | {result['drain_seconds']} s |",
-        f"| verdict | {'acknowledged == stored, no unexpected 5xx' if ok else 'FAILED'} |",
-        END,
-    ])
+    )
+    block = "\n".join(
+        [
+            START,
+            "## Soak (`make soak`)",
+            "",
+            f"{result['seconds']:.0f} s of mixed traffic from {result['clients']} clients (30% hostile: bad JSON, "
+            "non-objects, missing fields, bad/no keys, gzip bombs, corrupt gzip, unknown encodings, deep nesting, "
+            f"2 MiB bodies) while a worker was SIGKILLed and replaced every few seconds ({result['workers_killed']} kills).",
+            "",
+            "| figure | value |",
+            "| --- | --- |",
+            f"| requests | {result['requests']} |",
+            f"| acknowledged (201) | {result['acknowledged']} |",
+            f"| stored | {result['stored']} (unique {result['stored_unique']}, missing {result['missing']}) |",
+            f"| statuses | {result['statuses']} |",
+            f"| request kinds | {result['kinds']} |",
+            f"| unexpected answers | {result['unexpected'] or 'none'} |",
+            f"| drain after traffic stopped | {result['drain_seconds']} s |",
+            f"| verdict | {'acknowledged == stored, no unexpected 5xx' if ok else 'FAILED'} |",
+            END,
+        ]
+    )
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if START in text and END in text:
         text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -15,13 +16,13 @@ from services.gateway.ratelimit import RateLimiter
 from services.gateway.state import KEYS, LIMITER, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
-from shared.settings import Settings
 from shared.metrics import Metrics
+from shared.settings import Settings
 from shared.web import METRICS, error_middleware
 
 
 async def _background(*coros: object) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
     yield
     for t in tasks:
         t.cancel()
@@ -63,8 +64,11 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body,
-                          handler_args={"auto_decompress": False})
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_body,
+        handler_args={"auto_decompress": False},
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     ops.describe(app[METRICS])

@@ -17,8 +17,14 @@ def validation_failed(errors: list[dict[str, str]]) -> ApiError:
     return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
 
 
-def _check(errors: list[dict[str, str]], resource: str, obj: dict[str, Any], field: str,
-           kind: type, required: bool = False) -> Any:
+def _check(
+    errors: list[dict[str, str]],
+    resource: str,
+    obj: dict[str, Any],
+    field: str,
+    kind: type,
+    required: bool = False,
+) -> Any:
     value = obj.get(field)
     if value is None or value == "":
         if required:
@@ -48,7 +54,7 @@ def parse_notice(data: dict[str, Any]) -> Notice:
         raise validation_failed(errors)
     text = message or ""
     prefix = f"{exception}: "
-    exc_message = text[len(prefix):] if text.startswith(prefix) else text
+    exc_message = text[len(prefix) :] if text.startswith(prefix) else text
     frames = [parse_line(line) for line in backtrace if line and line != "..."]
     notice: Notice = {
         "protocol": "exceptioner",
@@ -76,8 +82,13 @@ async def post_notice(request: web.Request) -> web.Response:
     [acc] = await enqueue(request, project, [(notice, raw)])
     stamp = iso(acc.received_at)
     return json_response(
-        {"id": acc.notice_id, "error_id": acc.error_id, "message": notice["message"],
-         "created_at": stamp, "updated_at": stamp},
+        {
+            "id": acc.notice_id,
+            "error_id": acc.error_id,
+            "message": notice["message"],
+            "created_at": stamp,
+            "updated_at": stamp,
+        },
         status=201,
         headers={"Location": f"/v1/errors/{acc.error_id}/notices/{acc.notice_id}"},
     )

@@ -104,7 +104,9 @@ async def get_submit(request: web.Request) -> web.Response:
     """GET /api/v2/events/submit[/{type}]: an event from query parameters; 200 with an empty body."""
     project = _project(request)
     event = parse.submit_event(
-        request.query.items(), request.match_info.get("type"), _key(request),
+        request.query.items(),
+        request.match_info.get("type"),
+        _key(request),
         parse.exclusion_patterns(project.config),
     )
     notice = parse.to_notice(event, time.time()) if event is not None else None

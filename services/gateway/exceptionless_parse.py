@@ -29,13 +29,24 @@ MAX_TAGS: Final = 100
 
 # Event properties; everything else at the top level is data. Persistent-event ids a client might
 # echo back are the server's to assign and are dropped.
-_EVENT_KEYS: Final = frozenset({"type", "source", "date", "tags", "message", "geo", "value", "count",
-                                "reference_id"})
-_SERVER_KEYS: Final = frozenset({"id", "organization_id", "project_id", "stack_id", "is_first_occurrence",
-                                 "created_utc", "idx"})
+_EVENT_KEYS: Final = frozenset(
+    {"type", "source", "date", "tags", "message", "geo", "value", "count", "reference_id"}
+)
+_SERVER_KEYS: Final = frozenset(
+    {"id", "organization_id", "project_id", "stack_id", "is_first_occurrence", "created_utc", "idx"}
+)
 # Data keys the notice carries in fields of its own.
-_CONSUMED: Final = ("@error", "@simple_error", "@request", "@environment", "@user", "@user_description",
-                    "@version", "@level", "@submission_method")
+_CONSUMED: Final = (
+    "@error",
+    "@simple_error",
+    "@request",
+    "@environment",
+    "@user",
+    "@user_description",
+    "@version",
+    "@level",
+    "@submission_method",
+)
 _PY_EXCEPTION_LINE: Final = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<message>.*))?")  # "ValueError: x"
 _GEO: Final = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*")
 _CREDENTIAL_PARAMS: Final = frozenset({"access_token", "api_key", "apikey"})  # never data (real server)
@@ -91,8 +102,12 @@ def normalize(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 # ---- GET /api/v2/events/submit ------------------------------------------------------------------
 
 
-def submit_event(params: Iterable[tuple[str, str]], path_type: str | None = None,
-                 credential: str | None = None, exclusions: Sequence[str] = ()) -> dict[str, Any] | None:
+def submit_event(
+    params: Iterable[tuple[str, str]],
+    path_type: str | None = None,
+    credential: str | None = None,
+    exclusions: Sequence[str] = (),
+) -> dict[str, Any] | None:
     """The event a GET submission describes, or None when it names nothing (the server stores nothing).
 
     Names are case-insensitive; parameters without a value are dropped; the credential is never data;
@@ -102,8 +117,11 @@ def submit_event(params: Iterable[tuple[str, str]], path_type: str | None = None
     for key, value in params:
         if key and value:
             grouped.setdefault(key, []).append(value)
-    grouped = {k: v for k, v in grouped.items()
-               if k.lower() not in _CREDENTIAL_PARAMS and not (credential and v == [credential])}
+    grouped = {
+        k: v
+        for k, v in grouped.items()
+        if k.lower() not in _CREDENTIAL_PARAMS and not (credential and v == [credential])
+    }
     if not grouped:
         return None
     event: dict[str, Any] = {"type": path_type or "log"}
@@ -215,8 +233,9 @@ def to_notice(obj: Mapping[str, Any], now: float) -> Notice | None:
     return notice
 
 
-def _apply_data(notice: Notice, event: Mapping[str, Any], data: dict[str, Any],
-                error_extra: dict[str, Any]) -> None:
+def _apply_data(
+    notice: Notice, event: Mapping[str, Any], data: dict[str, Any], error_extra: dict[str, Any]
+) -> None:
     """Known data entries into the notice's own fields; the rest stays data."""
     context: dict[str, Any] = {}
     environment = data.get("@environment")
@@ -279,19 +298,28 @@ def _chain(error: Any, simple: Any) -> tuple[list[ExceptionInfo], dict[str, Any]
     if isinstance(error, dict):
         current: Any = error
         while isinstance(current, dict) and len(chain) < MAX_CHAIN:
-            chain.append({"type": _str(current.get("type")), "message": _str(current.get("message")),
-                          "frames": _frames(current)})
+            chain.append(
+                {
+                    "type": _str(current.get("type")),
+                    "message": _str(current.get("message")),
+                    "frames": _frames(current),
+                }
+            )
             current = current.get("inner")
-        extra = {k: v for k, v in error.items()
-                 if k in ("code", "data", "modules", "target_method") and v not in (None, {}, [])}
+        extra = {
+            k: v
+            for k, v in error.items()
+            if k in ("code", "data", "modules", "target_method") and v not in (None, {}, [])
+        }
         return chain, extra
     if isinstance(simple, dict):
         current = simple
         while isinstance(current, dict) and len(chain) < MAX_CHAIN:
             trace = current.get("stack_trace")
             frames = parse_text(trace)[:MAX_FRAMES] if isinstance(trace, str) else []
-            chain.append({"type": _str(current.get("type")), "message": _str(current.get("message")),
-                          "frames": frames})
+            chain.append(
+                {"type": _str(current.get("type")), "message": _str(current.get("message")), "frames": frames}
+            )
             current = current.get("inner")
         extra = {"data": simple["data"]} if simple.get("data") else {}
         return chain, extra
@@ -330,16 +358,25 @@ def _traceback_chain(text: str) -> ExceptionInfo:
     """A Python traceback string: its frames, and the class and message of its last line."""
     last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
     m = _PY_EXCEPTION_LINE.fullmatch(last.strip()) if not last.startswith((" ", "\t")) else None
-    return {"type": m["type"] if m else None, "message": m["message"] if m else None,
-            "frames": parse_text(text)[:MAX_FRAMES]}
+    return {
+        "type": m["type"] if m else None,
+        "message": m["message"] if m else None,
+        "frames": parse_text(text)[:MAX_FRAMES],
+    }
 
 
 def _cgi(request: Mapping[str, Any]) -> dict[str, Any]:
     """The request as CGI-style variables, the shape the read API shows as `environment`."""
     cgi: dict[str, Any] = {}
-    for src, dst in (("http_method", "REQUEST_METHOD"), ("host", "HTTP_HOST"), ("port", "SERVER_PORT"),
-                     ("path", "PATH_INFO"), ("user_agent", "HTTP_USER_AGENT"), ("referrer", "HTTP_REFERER"),
-                     ("client_ip_address", "REMOTE_ADDR")):
+    for src, dst in (
+        ("http_method", "REQUEST_METHOD"),
+        ("host", "HTTP_HOST"),
+        ("port", "SERVER_PORT"),
+        ("path", "PATH_INFO"),
+        ("user_agent", "HTTP_USER_AGENT"),
+        ("referrer", "HTTP_REFERER"),
+        ("client_ip_address", "REMOTE_ADDR"),
+    ):
         value = request.get(src)
         if value not in (None, ""):
             cgi[dst] = value

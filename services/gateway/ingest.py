@@ -46,7 +46,9 @@ def _settings_patterns(project: Project, name: str) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-async def enqueue(request: web.Request, project: Project, notices: list[tuple[Notice, bytes]]) -> list[Accepted]:
+async def enqueue(
+    request: web.Request, project: Project, notices: list[tuple[Notice, bytes]]
+) -> list[Accepted]:
     """Fingerprint, assign ids, and queue; returns once Redis holds every entry (else 503)."""
     app_patterns = _settings_patterns(project, "app_patterns")
     lib_patterns = _settings_patterns(project, "library_patterns")
@@ -58,10 +60,21 @@ async def enqueue(request: web.Request, project: Project, notices: list[tuple[No
         nid = str(ids.uuid7(now_ms))
         loc = str(uuid.uuid4())
         eid = ids.error_id(project.id, notice["environment"], fp)
-        entries.append(codec.encode({
-            "v": codec.FORMAT, "id": nid, "loc": loc, "pid": project.id, "eid": eid,
-            "fp": fp, "gv": VERSION, "n": notice, "raw": raw,
-        }))
+        entries.append(
+            codec.encode(
+                {
+                    "v": codec.FORMAT,
+                    "id": nid,
+                    "loc": loc,
+                    "pid": project.id,
+                    "eid": eid,
+                    "fp": fp,
+                    "gv": VERSION,
+                    "n": notice,
+                    "raw": raw,
+                }
+            )
+        )
         accepted.append(Accepted(nid, loc, eid, fp, now_ms / 1000))
     if entries:
         await request.app[LIMITER].check(project, len(entries))

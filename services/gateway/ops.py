@@ -29,7 +29,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[REDIS].ping(), 1)
         checks["redis"] = "ok"
-    except (RedisError, OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, RedisError, OSError) as e:
         checks["redis"] = f"down: {type(e).__name__}"
     checks["postgres"] = await ping(request.app[POOL])
     ok = all(v == "ok" for v in checks.values())
@@ -58,8 +58,12 @@ async def metrics(request: web.Request) -> web.Response:
                     m.set(metric, float(value), worker=name)
     except (RedisError, OSError, ResponseError):
         m.inc("metrics_scrape_errors_total")
-    return web.Response(text=m.render(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        text=m.render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def describe(m) -> None:  # type: ignore[no-untyped-def]
@@ -76,5 +80,4 @@ def describe(m) -> None:  # type: ignore[no-untyped-def]
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/readyz", readyz), web.get("/metrics", metrics),
-            web.get("/openapi.json", openapi.serve)]
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics), web.get("/openapi.json", openapi.serve)]

@@ -29,13 +29,17 @@ def limit_of(project: Project) -> int | None:
 
 def rate_limited(limit: int, retry_after: int) -> ApiError:
     """429 carrying every protocol's way of saying when to come back."""
-    return ApiError(429, f"Rate limit of {limit} notices per minute exceeded; retry in {retry_after}s", headers={
-        "Retry-After": str(retry_after),
-        "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Delay": str(retry_after),  # Airbrake notifiers
-        "X-Sentry-Rate-Limits": f"{retry_after}::project:rate_limited",  # Sentry SDKs
-    })
+    return ApiError(
+        429,
+        f"Rate limit of {limit} notices per minute exceeded; retry in {retry_after}s",
+        headers={
+            "Retry-After": str(retry_after),
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Delay": str(retry_after),  # Airbrake notifiers
+            "X-Sentry-Rate-Limits": f"{retry_after}::project:rate_limited",  # Sentry SDKs
+        },
+    )
 
 
 class RateLimiter:

@@ -12,8 +12,8 @@ from services.query import deploys, errors, exceptionless_config, locate, ops, p
 from services.query.state import KEYS, POOL, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
-from shared.settings import Settings
 from shared.metrics import Metrics
+from shared.settings import Settings
 from shared.web import METRICS, error_middleware, health, root
 
 
@@ -35,8 +35,11 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body,
-                          handler_args={"auto_decompress": False})
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_body,
+        handler_args={"auto_decompress": False},
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(pool_ctx)

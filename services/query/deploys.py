@@ -31,11 +31,15 @@ async def list_deploys(request: web.Request) -> web.Response:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM deploys WHERE {where}"
             " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-            project_id, environment, page.per_page, page.offset,
+            project_id,
+            environment,
+            page.per_page,
+            page.offset,
         )
         total = await conn.fetchval(f"SELECT count(*) FROM deploys WHERE {where}", project_id, environment)
-    return json_response([serialize.deploy(r) for r in rows],
-                         headers={"Link": page.link_header(request, total)})
+    return json_response(
+        [serialize.deploy(r) for r in rows], headers={"Link": page.link_header(request, total)}
+    )
 
 
 async def get_deploy(request: web.Request) -> web.Response:
@@ -86,7 +90,10 @@ async def create_deploy(request: web.Request) -> web.Response:
             row = await conn.fetchrow(
                 "INSERT INTO deploys (project_id, environment, author, repository, revision)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
-                fields["project_id"], fields["environment"], fields["author"], fields["repository"],
+                fields["project_id"],
+                fields["environment"],
+                fields["author"],
+                fields["repository"],
                 fields["revision"],
             )
             resolved = 0
@@ -95,14 +102,15 @@ async def create_deploy(request: web.Request) -> web.Response:
                 status = await conn.execute(
                     "UPDATE errors SET resolved = true, resolved_at = now(), updated_at = now()"
                     " WHERE project_id = $1 AND environment = $2 AND NOT resolved",
-                    fields["project_id"], fields["environment"],
+                    fields["project_id"],
+                    fields["environment"],
                 )
                 resolved = int(status.rsplit(" ", 1)[1])
+    assert row is not None
     answer = serialize.deploy(row)
     if fields["resolve_errors"]:
         answer["resolved_errors"] = resolved
-    return json_response(answer, status=201,
-                         headers={"Location": f"/v1/deploys/{row['id']}"})
+    return json_response(answer, status=201, headers={"Location": f"/v1/deploys/{row['id']}"})
 
 
 def routes() -> list[web.RouteDef]:

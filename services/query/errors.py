@@ -10,8 +10,8 @@ from aiohttp import web
 
 from services.query import serialize
 from services.query.auth import require_user
-from services.query.json_body import json_hash
 from services.query.filters import error_filters
+from services.query.json_body import json_hash
 from services.query.pagination import Page, invalid
 from services.query.state import POOL
 from shared.ids import uuid7_ms
@@ -53,11 +53,14 @@ async def list_errors(request: web.Request) -> web.Response:
         rows = await conn.fetch(
             f"SELECT {ERROR_COLUMNS} FROM errors WHERE {where.sql()}"
             f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
-            *where.args, page.per_page, page.offset,
+            *where.args,
+            page.per_page,
+            page.offset,
         )
         total = await conn.fetchval(f"SELECT count(*) FROM errors WHERE {where.sql()}", *where.args)
-    return json_response([serialize.error(r) for r in rows],
-                         headers={"Link": page.link_header(request, total)})
+    return json_response(
+        [serialize.error(r) for r in rows], headers={"Link": page.link_header(request, total)}
+    )
 
 
 async def _error_detail(conn: Any, error_id: int) -> dict[str, Any]:
@@ -68,7 +71,8 @@ async def _error_detail(conn: Any, error_id: int) -> dict[str, Any]:
     if row["last_notice_id"] is not None:
         body = await conn.fetchval(
             "SELECT body FROM notices WHERE id = $1 AND received_at = $2",
-            row["last_notice_id"], row["last_notice_at"],
+            row["last_notice_id"],
+            row["last_notice_at"],
         )
     return serialize.error(row, body, detail=True)
 
@@ -92,7 +96,8 @@ async def update_error(request: web.Request) -> web.Response:
             status = await conn.execute(
                 "UPDATE errors SET resolved = $2, resolved_at = CASE WHEN $2 THEN now() END,"
                 " updated_at = now() WHERE id = $1",
-                error_id, resolved,
+                error_id,
+                resolved,
             )
             if status.endswith(" 0"):
                 raise not_found("Error")
@@ -124,21 +129,27 @@ async def list_notices(request: web.Request) -> web.Response:
             rows = await conn.fetch(
                 f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
                 " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
-                error_id, page.per_page, page.offset,
+                error_id,
+                page.per_page,
+                page.offset,
             )
         else:
             rows = await conn.fetch(
                 f"SELECT {NOTICE_COLUMNS} FROM notices WHERE error_id = $1"
                 " AND (received_at, id) < ($2, $3) ORDER BY received_at DESC, id DESC LIMIT $4",
-                error_id, cursor[0], cursor[1], page.per_page,
+                error_id,
+                cursor[0],
+                cursor[1],
+                page.per_page,
             )
     next_cursor = None
     if rows:
         last = rows[-1]
         micros = int(last["received_at"].timestamp() * 1_000_000)
         next_cursor = f"{micros}_{last['id']}"
-    return json_response([serialize.notice(r) for r in rows],
-                         headers={"Link": page.link_header(request, total, next_cursor)})
+    return json_response(
+        [serialize.notice(r) for r in rows], headers={"Link": page.link_header(request, total, next_cursor)}
+    )
 
 
 def notice_key(raw: str) -> tuple[uuid.UUID, dt.datetime]:
@@ -161,7 +172,9 @@ async def get_notice(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             f"SELECT {NOTICE_COLUMNS}, body FROM notices"
             " WHERE id = $1 AND received_at = $2 AND error_id = $3",
-            nid, received, error_id,
+            nid,
+            received,
+            error_id,
         )
     if row is None:
         raise not_found("Notice")

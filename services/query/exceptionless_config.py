@@ -78,7 +78,9 @@ async def set_config(request: web.Request) -> web.Response:
             "UPDATE projects SET config = config || jsonb_build_object($2::text, $3::text),"
             " config_version = config_version + 1, updated_at = now()"
             " WHERE id = $1 RETURNING config, config_version",
-            pid, key, value,
+            pid,
+            key,
+            value,
         )
     if row is None:
         raise not_found("Project")
@@ -94,7 +96,8 @@ async def delete_config(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             "UPDATE projects SET config = config - $2::text, config_version = config_version + 1,"
             " updated_at = now() WHERE id = $1 AND config ? $2::text RETURNING config, config_version",
-            pid, key,
+            pid,
+            key,
         )
         if row is None:
             row = await conn.fetchrow("SELECT config, config_version FROM projects WHERE id = $1", pid)

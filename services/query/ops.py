@@ -37,7 +37,7 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(client.ping(), 1)
             checks["redis"] = "ok"
-        except (RedisError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, RedisError, OSError) as e:
             checks["redis"] = f"down: {type(e).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ready" if ok else "unavailable", **checks}, 200 if ok else 503)
@@ -48,5 +48,4 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/readyz", readyz), web.get("/metrics", metrics),
-            web.get("/openapi.json", openapi.serve)]
+    return [web.get("/readyz", readyz), web.get("/metrics", metrics), web.get("/openapi.json", openapi.serve)]

@@ -16,14 +16,19 @@ MAX_INT = (1 << 31) - 1  # project ids are PostgreSQL integers; no page number g
 
 
 def invalid(resource: str, field: str) -> ApiError:
-    return ApiError(422, "Validation failed", {
-        "message": "Validation failed",
-        "errors": [{"resource": resource, "field": field, "code": "invalid"}],
-    })
+    return ApiError(
+        422,
+        "Validation failed",
+        {
+            "message": "Validation failed",
+            "errors": [{"resource": resource, "field": field, "code": "invalid"}],
+        },
+    )
 
 
-def int_param(request: web.Request, name: str, default: int | None, lo: int = 1,
-              resource: str = "Query") -> int | None:
+def int_param(
+    request: web.Request, name: str, default: int | None, lo: int = 1, resource: str = "Query"
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -80,8 +85,12 @@ class Page:
         links = []
 
         def url(page: int) -> str:
-            query = {k: v for k, v in request.query.items() if k not in ("page", "per_page", "cursor")
-                     and k not in ("api_key", "access_token", "auth_token", "key", "apikey")}
+            query = {
+                k: v
+                for k, v in request.query.items()
+                if k not in ("page", "per_page", "cursor")
+                and k not in ("api_key", "access_token", "auth_token", "key", "apikey")
+            }
             query.update(page=str(page), per_page=str(self.per_page))
             return f"{request.app[SETTINGS].public_url}{request.path}?{urlencode(query)}"
 

@@ -20,12 +20,18 @@ COLUMNS = "id, name, settings, created_at, updated_at"
 def _int_range(lo: int, hi: int) -> Any:
     def check(v: Any) -> bool:
         return v is None or isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
     return check
 
 
 def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 100 and all(
-        isinstance(x, str) and 0 < len(x) <= 500 and "\x00" not in x for x in v  # jsonb refuses NUL
+    return (
+        isinstance(v, list)
+        and len(v) <= 100
+        and all(
+            isinstance(x, str) and 0 < len(x) <= 500 and "\x00" not in x
+            for x in v  # jsonb refuses NUL
+        )
     )
 
 
@@ -42,13 +48,21 @@ SETTINGS = {
 
 
 def invalid(field: str, code: str = "invalid") -> ApiError:
-    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": [
-        {"resource": "Project", "field": field, "code": code}]})
+    return ApiError(
+        422,
+        "Validation failed",
+        {"message": "Validation failed", "errors": [{"resource": "Project", "field": field, "code": code}]},
+    )
 
 
 def project_json(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "settings": row["settings"] or {},
-            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"])}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "settings": row["settings"] or {},
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
 
 
 async def list_projects(request: web.Request) -> web.Response:
@@ -96,7 +110,10 @@ async def update_project(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             "UPDATE projects SET settings = (settings || $2::jsonb) - $3::text[],"
             f" name = coalesce($4, name), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-            pid, set_keys, drop, name,
+            pid,
+            set_keys,
+            drop,
+            name,
         )
     if row is None:
         raise not_found("Project")

@@ -27,7 +27,9 @@ def backtrace(body: Mapping[str, Any] | None) -> list[str] | None:
     return [frame_line(f) for f in frames]
 
 
-def error(row: Mapping[str, Any], body: Mapping[str, Any] | None = None, detail: bool = False) -> dict[str, Any]:
+def error(
+    row: Mapping[str, Any], body: Mapping[str, Any] | None = None, detail: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row["id"],
         "project_id": row["project_id"],
@@ -82,8 +84,18 @@ def notice(row: Mapping[str, Any], detail: bool = False) -> dict[str, Any]:
         out["parameters"] = body.get("params")
         out["session"] = body.get("session")
         out["environment"] = body.get("cgi")
-        for key in ("context", "user", "hostname", "release", "level", "source", "tags", "data",
-                    "reference_id", "user_description"):
+        for key in (
+            "context",
+            "user",
+            "hostname",
+            "release",
+            "level",
+            "source",
+            "tags",
+            "data",
+            "reference_id",
+            "user_description",
+        ):
             out[key] = body.get(key)
     return out
 

@@ -46,11 +46,23 @@ async def error_stats(request: web.Request) -> web.Response:
                    ON h.error_id = $1 AND h.hour >= b.bucket AND h.hour < b.bucket + $5::interval
             GROUP BY b.bucket ORDER BY b.bucket
             """,
-            error_id, interval, since, until, step,
+            error_id,
+            interval,
+            since,
+            until,
+            step,
         )
     series = [{"t": iso(r["bucket"]), "count": r["count"]} for r in rows]
-    return json_response({"error_id": error_id, "interval": interval, "since": iso(since), "until": iso(until),
-                          "total": sum(p["count"] for p in series), "series": series})
+    return json_response(
+        {
+            "error_id": error_id,
+            "interval": interval,
+            "since": iso(since),
+            "until": iso(until),
+            "total": sum(p["count"] for p in series),
+            "series": series,
+        }
+    )
 
 
 async def totals(request: web.Request) -> web.Response:

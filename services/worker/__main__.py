@@ -42,7 +42,7 @@ async def serve() -> None:
         # Stop reading; let the batch in flight finish and be acknowledged within the grace period.
         try:
             await asyncio.wait_for(asyncio.shield(task), settings.shutdown_grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("worker did not finish its batch in %.0fs; cancelling", settings.shutdown_grace)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -51,7 +51,9 @@ async def serve() -> None:
         stopping.cancel()
         if not task.done():
             task.cancel()
-        logger.info("worker stopped consumer=%s stored=%d dead=%d", consumer.name, consumer.stored, consumer.dead)
+        logger.info(
+            "worker stopped consumer=%s stored=%d dead=%d", consumer.name, consumer.stored, consumer.dead
+        )
         await redis.aclose()
         await asyncio.wait_for(pool.close(), 5)
 

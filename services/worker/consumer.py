@@ -18,7 +18,7 @@ from services.gateway.publisher import GROUP, ensure_group
 from services.worker import descriptions, maintenance, store
 from services.worker.pipeline import to_row
 from shared import codec
-from shared.db import ensure_partitions
+from shared.db import Conn, ensure_partitions
 from shared.scrub import fields_for
 from shared.settings import Settings
 
@@ -26,15 +26,22 @@ logger = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 MAX_DELIVERIES = 5  # an entry delivered this often without being acknowledged is poison
-TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-             asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 class Consumer:
     """One consumer of the group. Tests drive `run_once()`; `run()` loops until `stop` is set."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis, pool: asyncpg.Pool,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, redis: aioredis.Redis, pool: asyncpg.Pool, name: str | None = None
+    ) -> None:
         self.s = settings
         self.redis = redis
         self.pool = pool
@@ -45,7 +52,8 @@ class Consumer:
         self.projects: dict[int, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, float] = dict.fromkeys(
-            ("batches", "batch_entries", "write_seconds", "write_seconds_max"), 0.0)
+            ("batches", "batch_entries", "write_seconds", "write_seconds_max"), 0.0
+        )
 
     async def setup(self) -> None:
         await ensure_group(self.redis, self.s.notices_stream)
@@ -66,14 +74,17 @@ class Consumer:
         """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
         entries: list[Entry] = []
         if self._own_pending:
-            resp = await self.redis.xreadgroup(
+            resp: Any = await self.redis.xreadgroup(
                 GROUP, self.name, {self.s.notices_stream: "0"}, count=self.s.batch_size
             )
             entries = resp[0][1] if resp else []
             self._own_pending = bool(entries)
         if not entries:
             resp = await self.redis.xreadgroup(
-                GROUP, self.name, {self.s.notices_stream: ">"}, count=self.s.batch_size,
+                GROUP,
+                self.name,
+                {self.s.notices_stream: ">"},
+                count=self.s.batch_size,
                 block=block_ms,
             )
             entries = resp[0][1] if resp else []
@@ -113,8 +124,9 @@ class Consumer:
             await self._dead_letter(dead)
         await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
 
-    async def _write(self, rows: list[tuple[Any, ...]], row_ids: list[bytes],
-                     entries: list[Entry]) -> list[tuple[bytes, dict[bytes, bytes], str]]:
+    async def _write(
+        self, rows: list[tuple[Any, ...]], row_ids: list[bytes], entries: list[Entry]
+    ) -> list[tuple[bytes, dict[bytes, bytes], str]]:
         """Write all rows; on a data error, split the batch to isolate the entries PostgreSQL refuses."""
         try:
             started = time.perf_counter()
@@ -134,11 +146,11 @@ class Consumer:
                 logger.warning("entry refused by database id=%s error=%r", row_ids[0], e)
                 return [(row_ids[0], by_id[row_ids[0]], f"{type(e).__name__}: {e}")]
         mid = len(rows) // 2
-        return (await self._write(rows[:mid], row_ids[:mid], entries)
-                + await self._write(rows[mid:], row_ids[mid:], entries))
+        return await self._write(rows[:mid], row_ids[:mid], entries) + await self._write(
+            rows[mid:], row_ids[mid:], entries
+        )
 
-    async def _write_retrying_partitions(self, conn: asyncpg.Connection,
-                                         rows: list[tuple[Any, ...]]) -> int:
+    async def _write_retrying_partitions(self, conn: Conn, rows: list[tuple[Any, ...]]) -> int:
         try:
             return await store.write_batch(conn, rows)
         except asyncpg.CheckViolationError as e:
@@ -151,26 +163,34 @@ class Consumer:
         pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields, reason in dead:
             logger.error("dead-lettered id=%s reason=%s", entry_id, reason)
-            pipe.xadd(self.s.dead_stream, {b"id": entry_id, b"reason": reason.encode()[:2000],
-                                           b"consumer": self.name.encode(), **fields})
+            letter: dict[Any, Any] = {
+                b"id": entry_id,
+                b"reason": reason.encode()[:2000],
+                b"consumer": self.name.encode(),
+                **fields,
+            }
+            pipe.xadd(self.s.dead_stream, letter)
         await pipe.execute()
         self.dead += len(dead)
 
     async def reclaim(self) -> int:
         """Take over entries a dead or stuck consumer left pending; dead-letter repeat offenders."""
         stream = self.s.notices_stream
-        pending = await self.redis.xpending_range(
+        pending: Any = await self.redis.xpending_range(
             stream, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
         )
         if not pending:
             return 0
         ids = [p["message_id"] for p in pending]
         poison = {p["message_id"] for p in pending if p["times_delivered"] >= MAX_DELIVERIES}
-        claimed = await self.redis.xclaim(stream, GROUP, self.name, self.s.claim_idle_ms, ids)
+        claimed: Any = await self.redis.xclaim(stream, GROUP, self.name, self.s.claim_idle_ms, ids)
         live: list[Entry] = [(i, f) for i, f in claimed if f is not None]
         gone = [i for i, f in claimed if f is None]
-        bad = [(i, f, f"delivered {MAX_DELIVERIES}+ times without acknowledgement")
-               for i, f in live if i in poison]
+        bad = [
+            (i, f, f"delivered {MAX_DELIVERIES}+ times without acknowledgement")
+            for i, f in live
+            if i in poison
+        ]
         if bad:
             await self._dead_letter(bad)
             await self.redis.xack(stream, GROUP, *[i for i, _, _ in bad])
@@ -214,7 +234,7 @@ class Consumer:
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             delay = self.s.maintenance_interval
             try:
@@ -257,6 +277,6 @@ class Consumer:
                 logger.warning("worker outage, retrying in %.1fs error=%r", backoff, e)
                 try:
                     await asyncio.wait_for(stop.wait(), backoff)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 backoff = min(backoff * 2, 15.0)

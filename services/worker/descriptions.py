@@ -25,8 +25,7 @@ Dead = tuple[bytes, dict[bytes, bytes], str]
 
 _PID = COLUMNS.index("project_id")
 _REF = COLUMNS.index("reference_id")
-_TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-              asyncpg.TooManyConnectionsError)
+_TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
 LOCK = """
 SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i
@@ -72,8 +71,12 @@ def notice_refs(rows: Iterable[Sequence[Any]]) -> set[tuple[int, str]]:
     return {(row[_PID], row[_REF]) for row in rows if row[_REF]}
 
 
-async def apply(pool: asyncpg.Pool, descriptions: list[tuple[bytes, Description]],
-                rows: Sequence[Sequence[Any]], fields: dict[bytes, dict[bytes, bytes]]) -> list[Dead]:
+async def apply(
+    pool: asyncpg.Pool,
+    descriptions: list[tuple[bytes, Description]],
+    rows: Sequence[Sequence[Any]],
+    fields: dict[bytes, dict[bytes, bytes]],
+) -> list[Dead]:
     """Store the batch's descriptions and meet them with the batch's notices, in one transaction.
 
     Returns the description entries PostgreSQL refused (to dead-letter); connection trouble raises,
@@ -89,15 +92,19 @@ async def apply(pool: asyncpg.Pool, descriptions: list[tuple[bytes, Description]
             await conn.execute(LOCK, sorted({lock_key(p, r) for p, r in pairs}))
             if chosen:
                 await conn.execute(
-                    STORE, [d.project_id for d in chosen], [d.reference_id for d in chosen],
-                    [d.data for d in chosen], [d.received_at for d in chosen],
+                    STORE,
+                    [d.project_id for d in chosen],
+                    [d.reference_id for d in chosen],
+                    [d.data for d in chosen],
+                    [d.received_at for d in chosen],
                 )
             await conn.execute(MERGE, [p for p, _ in pairs], [r for _, r in pairs])
     except _TRANSIENT:
         raise
     except asyncpg.PostgresError as e:
-        logger.warning("user descriptions refused descriptions=%d notices=%d error=%r",
-                       len(descriptions), len(rows), e)
+        logger.warning(
+            "user descriptions refused descriptions=%d notices=%d error=%r", len(descriptions), len(rows), e
+        )
         return [(entry_id, fields[entry_id], f"{type(e).__name__}: {e}") for entry_id, _ in descriptions]
     if chosen:
         logger.info("user descriptions stored count=%d", len(chosen))

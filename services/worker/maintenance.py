@@ -10,9 +10,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-import asyncpg
-
-from shared.db import ensure_partitions
+from shared.db import Conn, ensure_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ def _int_setting(settings: dict[str, Any], name: str, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
-async def _drop_old_partitions(conn: asyncpg.Connection, cutoff: dt.date) -> list[str]:
+async def _drop_old_partitions(conn: Conn, cutoff: dt.date) -> list[str]:
     """Detach (concurrently: no long lock) and drop every daily partition entirely before `cutoff`."""
     names = await conn.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
@@ -82,16 +80,18 @@ WHERE id = $1 RETURNING (SELECT c FROM cnt)
 """
 
 
-async def run(conn: asyncpg.Connection, now: dt.datetime | None = None) -> dict[str, Any]:
+async def run(conn: Conn, now: dt.datetime | None = None) -> dict[str, Any]:
     """One maintenance pass; returns what it did. Skips when another worker holds the lock."""
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
         return {"skipped": True}
     try:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         made = await ensure_partitions(conn)
         projects = await conn.fetch("SELECT id, settings FROM projects")
-        retention = {p["id"]: _int_setting(p["settings"] or {}, "retention_days", DEFAULT_RETENTION_DAYS)
-                     for p in projects}
+        retention = {
+            p["id"]: _int_setting(p["settings"] or {}, "retention_days", DEFAULT_RETENTION_DAYS)
+            for p in projects
+        }
         longest = max(retention.values(), default=DEFAULT_RETENTION_DAYS)
         dropped = await _drop_old_partitions(conn, (now - dt.timedelta(days=longest)).date())
         deleted = 0
@@ -105,10 +105,13 @@ async def run(conn: asyncpg.Connection, now: dt.datetime | None = None) -> dict[
                 if n < DELETE_BATCH:
                     break
         cut_hours = await conn.execute(
-            "DELETE FROM error_hourly WHERE hour < $1", now - dt.timedelta(days=longest))
+            "DELETE FROM error_hourly WHERE hour < $1", now - dt.timedelta(days=longest)
+        )
         capped = 0
-        caps = {p["id"]: _int_setting(p["settings"] or {}, "max_notices_per_error", DEFAULT_MAX_NOTICES_PER_ERROR)
-                for p in projects}
+        caps = {
+            p["id"]: _int_setting(p["settings"] or {}, "max_notices_per_error", DEFAULT_MAX_NOTICES_PER_ERROR)
+            for p in projects
+        }
         over = await conn.fetch(
             "SELECT id, project_id, stored_count FROM errors WHERE stored_count > 100 ORDER BY stored_count DESC"
             " LIMIT 1000"
@@ -117,8 +120,13 @@ async def run(conn: asyncpg.Connection, now: dt.datetime | None = None) -> dict[
             cap = caps.get(e["project_id"], DEFAULT_MAX_NOTICES_PER_ERROR)
             if e["stored_count"] > cap:
                 capped += await conn.fetchval(_CAP, e["id"], cap, min(KEEP_FIRST, cap // 2)) or 0
-        result = {"partitions_made": made, "partitions_dropped": dropped, "expired_notices": deleted,
-                  "capped_notices": capped, "expired_hours": int(cut_hours.rsplit(" ", 1)[1])}
+        result = {
+            "partitions_made": made,
+            "partitions_dropped": dropped,
+            "expired_notices": deleted,
+            "capped_notices": capped,
+            "expired_hours": int(cut_hours.rsplit(" ", 1)[1]),
+        }
         logger.info("maintenance %s", " ".join(f"{k}={v}" for k, v in result.items()))
         return result
     finally:

@@ -14,9 +14,23 @@ from shared.timeutil import UTC
 
 # Column order of the tmp_notices staging table (store.py).
 COLUMNS = (
-    "id", "received_at", "project_id", "error_id", "location_id", "protocol", "type",
-    "environment", "exception", "message", "occurred_at", "reference_id", "fingerprint",
-    "grouping_version", "file", "body", "raw",
+    "id",
+    "received_at",
+    "project_id",
+    "error_id",
+    "location_id",
+    "protocol",
+    "type",
+    "environment",
+    "exception",
+    "message",
+    "occurred_at",
+    "reference_id",
+    "fingerprint",
+    "grouping_version",
+    "file",
+    "body",
+    "raw",
 )
 
 MAX_TEXT = 10_000  # characters kept in indexed text columns

@@ -26,8 +26,9 @@ FAULTLINE = [sys.executable, "-m", "shared.cli"]
 
 
 def cli(env: dict[str, str], *args: str) -> dict[str, object]:
-    out = subprocess.run([*FAULTLINE, *args], env=env, cwd=ROOT, check=True, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [*FAULTLINE, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -40,8 +41,9 @@ class Up:
         self.gateway = f"http://127.0.0.1:{env['FAULTLINE_GATEWAY_PORT']}"
         self.query = f"http://127.0.0.1:{env['FAULTLINE_QUERY_PORT']}"
         self._log = log.open("wb")
-        self.proc = subprocess.Popen([*FAULTLINE, "up"], env=env, cwd=ROOT, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*FAULTLINE, "up"], env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -53,7 +55,9 @@ class Up:
         raise AssertionError(f"faultline up never got ready:\n{self.log.read_text()}")
 
     def children(self, module: str) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", module], capture_output=True, text=True)
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid), "-f", module], capture_output=True, text=True
+        )
         return [int(p) for p in out.stdout.split()]
 
     def stop(self) -> int:
@@ -69,15 +73,17 @@ class Up:
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
-    env.update({
-        "FAULTLINE_DATA_DIR": str(tmp / "data"),
-        "FAULTLINE_GATEWAY_PORT": str(free_port()),
-        "FAULTLINE_QUERY_PORT": str(free_port()),
-        "FAULTLINE_STREAM_PREFIX": f"fle2e-{uuid.uuid4().hex[:8]}",
-        "FAULTLINE_KEY_REFRESH": "0.5",
-        "FAULTLINE_CLAIM_IDLE_MS": "1000",
-        "FAULTLINE_WORKERS": "2",
-    })
+    env.update(
+        {
+            "FAULTLINE_DATA_DIR": str(tmp / "data"),
+            "FAULTLINE_GATEWAY_PORT": str(free_port()),
+            "FAULTLINE_QUERY_PORT": str(free_port()),
+            "FAULTLINE_STREAM_PREFIX": f"fle2e-{uuid.uuid4().hex[:8]}",
+            "FAULTLINE_KEY_REFRESH": "0.5",
+            "FAULTLINE_CLAIM_IDLE_MS": "1000",
+            "FAULTLINE_WORKERS": "2",
+        }
+    )
     env.update(extra)
     return env
 
@@ -85,8 +91,9 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def up(settings: Settings, tmp_path: Path) -> Iterator[Up]:
     assert settings.database_url and settings.redis_url
-    env = base_env(tmp_path, FAULTLINE_DATABASE_URL=settings.database_url,
-                   FAULTLINE_REDIS_URL=settings.redis_url)
+    env = base_env(
+        tmp_path, FAULTLINE_DATABASE_URL=settings.database_url, FAULTLINE_REDIS_URL=settings.redis_url
+    )
     proc = Up(env, tmp_path / "up.log")
     try:
         proc.wait_ready()
@@ -95,23 +102,33 @@ def up(settings: Settings, tmp_path: Path) -> Iterator[Up]:
         proc.stop()
 
 
-NOTICE = {"message": "RuntimeError: e2e", "error": {
-    "exception": "RuntimeError", "mode": "production",
-    "backtrace": ["[PROJECT_ROOT]/app/models/user.rb:42:in `save'"]}}
+NOTICE = {
+    "message": "RuntimeError: e2e",
+    "error": {
+        "exception": "RuntimeError",
+        "mode": "production",
+        "backtrace": ["[PROJECT_ROOT]/app/models/user.rb:42:in `save'"],
+    },
+}
 
 
 async def send(session: aiohttp.ClientSession, up: Up, key: str, n: int, exception: str) -> list[dict]:
     answers = []
     for i in range(n):
-        body = {**NOTICE, "error": {**NOTICE["error"], "exception": exception}, "message": f"{exception}: {i}"}
+        body = {
+            **NOTICE,
+            "error": {**NOTICE["error"], "exception": exception},
+            "message": f"{exception}: {i}",
+        }
         async with session.post(f"{up.gateway}/v1/notices", json=body, headers={"Api-Key": key}) as resp:
             assert resp.status == 201, await resp.text()
             answers.append(await resp.json())
     return answers
 
 
-async def wait_count(session: aiohttp.ClientSession, up: Up, token: str, error_id: int, n: int,
-                     timeout: float) -> float:
+async def wait_count(
+    session: aiohttp.ClientSession, up: Up, token: str, error_id: int, n: int, timeout: float
+) -> float:
     """Seconds until the error shows n notices through the query API."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -133,8 +150,9 @@ async def test_notices_posted_are_readable_within_a_second(up: Up):
         [first] = await send(session, up, str(project["client_key"]), 1, "E2EError")
         lag = await wait_count(session, up, str(token), first["error_id"], 1, timeout=5)
         assert lag < 1.0, f"took {lag:.2f}s to become readable"
-        async with session.get(f"{up.query}/v1/errors/{first['error_id']}/notices/{first['id']}",
-                               headers={"Api-Key": str(token)}) as resp:
+        async with session.get(
+            f"{up.query}/v1/errors/{first['error_id']}/notices/{first['id']}", headers={"Api-Key": str(token)}
+        ) as resp:
             assert resp.status == 200 and (await resp.json())["message"] == "E2EError: 0"
 
 
@@ -152,7 +170,9 @@ async def test_worker_sigkill_loses_nothing_and_is_restarted(up: Up):
         error_ids = {a["error_id"] for a in acked}
         assert len(error_ids) == 1
         await wait_count(session, up, token, acked[0]["error_id"], len(acked), timeout=30)
-        async with session.get(f"{up.query}/v1/errors/{acked[0]['error_id']}", headers={"Api-Key": token}) as r:
+        async with session.get(
+            f"{up.query}/v1/errors/{acked[0]['error_id']}", headers={"Api-Key": token}
+        ) as r:
             assert (await r.json())["notices_count"] == 200  # exactly once each: sent 200, acknowledged 200
     deadline = time.monotonic() + 10
     while len(up.children("services.worker")) < 2:

@@ -22,17 +22,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
-    env.update({
-        "FAULTLINE_DATABASE_URL": database_url,
-        "FAULTLINE_REDIS_URL": redis_url,
-        "FAULTLINE_GATEWAY_PORT": str(free_port()),
-        "FAULTLINE_QUERY_PORT": str(free_port()),
-        "FAULTLINE_STREAM_PREFIX": f"flfault-{uuid.uuid4().hex[:8]}",
-        "FAULTLINE_KEY_REFRESH": "0.3",
-        "FAULTLINE_CLAIM_IDLE_MS": "1000",
-        "FAULTLINE_BLOCK_MS": "100",
-        "FAULTLINE_SHUTDOWN_GRACE": "5",
-    })
+    env.update(
+        {
+            "FAULTLINE_DATABASE_URL": database_url,
+            "FAULTLINE_REDIS_URL": redis_url,
+            "FAULTLINE_GATEWAY_PORT": str(free_port()),
+            "FAULTLINE_QUERY_PORT": str(free_port()),
+            "FAULTLINE_STREAM_PREFIX": f"flfault-{uuid.uuid4().hex[:8]}",
+            "FAULTLINE_KEY_REFRESH": "0.3",
+            "FAULTLINE_CLAIM_IDLE_MS": "1000",
+            "FAULTLINE_BLOCK_MS": "100",
+            "FAULTLINE_SHUTDOWN_GRACE": "5",
+        }
+    )
     env.update(extra)
     return env
 
@@ -50,8 +52,9 @@ class Service:
     def start(self) -> Service:
         fh = self.log.open("ab")
         self._fh = fh
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=ROOT,
-                                     stdout=fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT
+        )
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -99,8 +102,11 @@ async def stored_ids(database_url: str, project_id: int) -> list[str]:
 async def counted(database_url: str, project_id: int) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval(
-            "SELECT coalesce(sum(notices_count), 0) FROM errors WHERE project_id = $1", project_id))
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(notices_count), 0) FROM errors WHERE project_id = $1", project_id
+            )
+        )
     finally:
         await conn.close()
 
@@ -118,13 +124,19 @@ async def wait_stored(database_url: str, project_id: int, expected: set[str], ti
 
 
 def notice(i: int) -> dict[str, object]:
-    return {"message": f"FaultError: {i}", "error": {
-        "exception": "FaultError", "mode": "production",
-        "backtrace": ["[PROJECT_ROOT]/app/jobs/fault_job.rb:12:in `perform'"]}}
+    return {
+        "message": f"FaultError: {i}",
+        "error": {
+            "exception": "FaultError",
+            "mode": "production",
+            "backtrace": ["[PROJECT_ROOT]/app/jobs/fault_job.rb:12:in `perform'"],
+        },
+    }
 
 
-async def post_many(gateway: str, key: str, n: int, concurrency: int = 8,
-                    timeout: float = 5) -> tuple[list[str], dict[int, int], int]:
+async def post_many(
+    gateway: str, key: str, n: int, concurrency: int = 8, timeout: float = 5
+) -> tuple[list[str], dict[int, int], int]:
     """POST n notices; returns (ids acknowledged with 2xx, status counts, connection failures)."""
     acked: list[str] = []
     statuses: dict[int, int] = {}
@@ -135,14 +147,15 @@ async def post_many(gateway: str, key: str, n: int, concurrency: int = 8,
         nonlocal failures
         for i in counter:
             try:
-                async with session.post(f"{gateway}/v1/notices", json=notice(i),
-                                        headers={"Api-Key": key}) as r:
+                async with session.post(
+                    f"{gateway}/v1/notices", json=notice(i), headers={"Api-Key": key}
+                ) as r:
                     statuses[r.status] = statuses.get(r.status, 0) + 1
                     if 200 <= r.status < 300:
                         acked.append((await r.json())["id"])
                     elif r.status == 503:
                         assert r.headers.get("Retry-After"), "503 without Retry-After"
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 failures += 1
 
     client_timeout = aiohttp.ClientTimeout(total=timeout)

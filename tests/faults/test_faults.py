@@ -61,8 +61,10 @@ def merged(*counts: dict[int, int]) -> dict[int, int]:
 
 
 def report(name: str, sent: int, acked: int, stored: int, statuses: dict[int, int], failures: int) -> None:
-    print(f"\n[{name}] sent={sent} acknowledged={acked} stored={stored} statuses={statuses} "
-          f"connection_failures={failures}")
+    print(
+        f"\n[{name}] sent={sent} acknowledged={acked} stored={stored} statuses={statuses} "
+        f"connection_failures={failures}"
+    )
 
 
 @pytest.fixture
@@ -89,8 +91,15 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[dict[str, o
     pid, key = await new_project(settings.database_url)
     url = f"http://127.0.0.1:{env['FAULTLINE_GATEWAY_PORT']}"
     await wait_http(f"{url}/healthz")
-    yield {"env": env, "gateway": gw, "worker": wk, "url": url, "project": pid, "key": key,
-           "db": settings.database_url}
+    yield {
+        "env": env,
+        "gateway": gw,
+        "worker": wk,
+        "url": url,
+        "project": pid,
+        "key": key,
+        "db": settings.database_url,
+    }
     gw.stop()
     wk.stop()
 
@@ -113,8 +122,15 @@ async def test_worker_sigkill_mid_batch(stack, tmp_path: Path):
 
 async def test_gateway_sigkill_mid_request(stack, tmp_path: Path):
     gw: Service = stack["gateway"]  # type: ignore[assignment]
-    posting = asyncio.create_task(post_many(stack["url"], stack["key"], 3000, concurrency=16,  # type: ignore[arg-type]
-                                            timeout=3))
+    posting = asyncio.create_task(
+        post_many(
+            stack["url"],
+            stack["key"],
+            3000,
+            concurrency=16,  # type: ignore[arg-type]
+            timeout=3,
+        )
+    )
     await asyncio.sleep(0.5)
     gw.kill(signal.SIGKILL)
     acked, statuses, failures = await posting
@@ -159,7 +175,9 @@ async def test_postgres_unreachable_for_a_while(own_pg: EmbeddedServer, settings
         wk.stop()
 
 
-async def test_redis_unreachable_then_restarted(own_redis: EmbeddedServer, settings: Settings, tmp_path: Path):
+async def test_redis_unreachable_then_restarted(
+    own_redis: EmbeddedServer, settings: Settings, tmp_path: Path
+):
     assert settings.database_url
     pid, key = await new_project(settings.database_url)
     env = service_env(settings.database_url, own_redis.url)
@@ -202,19 +220,28 @@ async def test_redis_unreachable_then_restarted(own_redis: EmbeddedServer, setti
 async def test_whole_faultline_up_sigkill(settings: Settings, tmp_path: Path):
     """SIGKILL of `faultline up` itself: its children go with it; a new `up` stores everything acknowledged."""
     assert settings.database_url and settings.redis_url
-    env = service_env(settings.database_url, settings.redis_url, FAULTLINE_WORKERS="2",
-                      FAULTLINE_DATA_DIR=str(tmp_path / "data"))
+    env = service_env(
+        settings.database_url,
+        settings.redis_url,
+        FAULTLINE_WORKERS="2",
+        FAULTLINE_DATA_DIR=str(tmp_path / "data"),
+    )
     pid, key = await new_project(settings.database_url)
     url = f"http://127.0.0.1:{env['FAULTLINE_GATEWAY_PORT']}"
     log = (tmp_path / "up.log").open("ab")
-    up = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, cwd=ROOT, stdout=log,
-                          stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         await wait_http(f"{url}/healthz")
         posting = asyncio.create_task(post_many(url, key, 3000, concurrency=16, timeout=3))
         await asyncio.sleep(0.5)
-        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
-                                                   text=True).stdout.split()]
+        children = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(up.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]
         assert len(children) == 4  # gateway, 2 workers, query
         up.send_signal(signal.SIGKILL)
         up.wait(10)
@@ -224,8 +251,13 @@ async def test_whole_faultline_up_sigkill(settings: Settings, tmp_path: Path):
                 break
             await asyncio.sleep(0.1)
         assert not any(alive(c) for c in children), "orphaned children"
-        up = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, cwd=ROOT, stdout=log,
-                              stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         ids = await wait_stored(settings.database_url, pid, set(acked), timeout=90)
         report("faultline up SIGKILL", 3000, len(acked), len(ids), statuses, failures)
         assert len(acked) > 0 and set(acked) <= set(ids) and len(ids) == len(set(ids))
@@ -261,8 +293,14 @@ async def test_backlog_over_the_limit_answers_503_not_growth(settings: Settings,
             ids = await wait_stored(settings.database_url, pid, set(acked), timeout=30)
         finally:
             wk.stop()
-        report("backpressure", sum(merged(statuses, st2).values()), len(acked), len(ids),
-               merged(statuses, st2), f2)
+        report(
+            "backpressure",
+            sum(merged(statuses, st2).values()),
+            len(acked),
+            len(ids),
+            merged(statuses, st2),
+            f2,
+        )
         assert set(acked) <= set(ids)
     finally:
         gw.stop()

@@ -125,7 +125,10 @@ def airbrake(errors: list[dict[str, Any]]) -> Notice:
 def _exceptionless_frame(raw: dict[str, Any]) -> Frame:
     module = ".".join(p for p in (raw.get("declaring_namespace"), raw.get("declaring_type")) if p)
     return frame(
-        raw.get("file_name"), raw.get("name"), raw.get("line_number") or None, raw.get("column") or None,
+        raw.get("file_name"),
+        raw.get("name"),
+        raw.get("line_number") or None,
+        raw.get("column") or None,
         module=module or None,
     )
 
@@ -135,11 +138,13 @@ def exceptionless(error: dict[str, Any], stack: dict[str, Any] | None = None) ->
     chain: list[ExceptionInfo] = []
     current: dict[str, Any] | None = error
     while current:
-        chain.append({
-            "type": current.get("type"),
-            "message": current.get("message"),
-            "frames": [_exceptionless_frame(f) for f in current.get("stack_trace") or []],
-        })
+        chain.append(
+            {
+                "type": current.get("type"),
+                "message": current.get("message"),
+                "frames": [_exceptionless_frame(f) for f in current.get("stack_trace") or []],
+            }
+        )
         current = current.get("inner")
     notice = _notice("exceptionless", chain)
     if stack:

@@ -32,8 +32,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def dotnet_error(reference_id: str = "ab12cd34ef",
-                 message: str = "Object reference not set") -> dict[str, Any]:
+def dotnet_error(
+    reference_id: str = "ab12cd34ef", message: str = "Object reference not set"
+) -> dict[str, Any]:
     """What the .NET client sends for a wrapped exception (trimmed)."""
     return {
         "type": "error",
@@ -46,26 +47,50 @@ def dotnet_error(reference_id: str = "ab12cd34ef",
                 "message": "Checkout failed",
                 "code": "E42",
                 "stack_trace": [
-                    {"name": "Submit", "declaring_namespace": "Shop.Web",
-                     "declaring_type": "CheckoutController", "file_name": "CheckoutController.cs",
-                     "line_number": 41, "column": 13},
-                    {"name": "Invoke", "declaring_namespace": "Microsoft.AspNetCore.Mvc",
-                     "declaring_type": "ActionInvoker", "line_number": 0, "column": 0},
+                    {
+                        "name": "Submit",
+                        "declaring_namespace": "Shop.Web",
+                        "declaring_type": "CheckoutController",
+                        "file_name": "CheckoutController.cs",
+                        "line_number": 41,
+                        "column": 13,
+                    },
+                    {
+                        "name": "Invoke",
+                        "declaring_namespace": "Microsoft.AspNetCore.Mvc",
+                        "declaring_type": "ActionInvoker",
+                        "line_number": 0,
+                        "column": 0,
+                    },
                 ],
                 "inner": {
                     "type": "System.NullReferenceException",
                     "message": message,
                     "stack_trace": [
-                        {"name": "Total", "declaring_namespace": "Shop.Domain", "declaring_type": "Cart",
-                         "file_name": "Cart.cs", "line_number": 17, "column": 9},
+                        {
+                            "name": "Total",
+                            "declaring_namespace": "Shop.Domain",
+                            "declaring_type": "Cart",
+                            "file_name": "Cart.cs",
+                            "line_number": 17,
+                            "column": 9,
+                        },
                     ],
                 },
                 "modules": [{"module_id": 1, "name": "Shop.Web", "version": "1.2.3", "is_entry": True}],
             },
             "@environment": {"machine_name": "web-01", "o_s_name": "Linux", "processor_count": 4},
-            "@request": {"http_method": "POST", "host": "shop.example", "path": "/checkout", "port": 443,
-                         "is_secure": True, "user_agent": "Mozilla/5.0", "client_ip_address": "10.0.0.7",
-                         "query_string": {"step": "2"}, "post_data": {"coupon": "SAVE10"}},
+            "@request": {
+                "http_method": "POST",
+                "host": "shop.example",
+                "path": "/checkout",
+                "port": 443,
+                "is_secure": True,
+                "user_agent": "Mozilla/5.0",
+                "client_ip_address": "10.0.0.7",
+                "query_string": {"step": "2"},
+                "post_data": {"coupon": "SAVE10"},
+            },
             "@user": {"identity": "u-1", "name": "Ada"},
             "@version": "1.2.3",
             "@submission_method": "onerror",
@@ -74,11 +99,18 @@ def dotnet_error(reference_id: str = "ab12cd34ef",
     }
 
 
-async def post(gateway: TestClient, key: str, body: Any, content_type: str = "application/json",
-               path: str = EVENTS, headers: dict[str, str] | None = None) -> ClientResponse:
+async def post(
+    gateway: TestClient,
+    key: str,
+    body: Any,
+    content_type: str = "application/json",
+    path: str = EVENTS,
+    headers: dict[str, str] | None = None,
+) -> ClientResponse:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return await gateway.post(path, data=data,
-                              headers={**bearer(key), "Content-Type": content_type, **(headers or {})})
+    return await gateway.post(
+        path, data=data, headers={**bearer(key), "Content-Type": content_type, **(headers or {})}
+    )
 
 
 async def read_json(query: TestClient, token: str, path: str) -> Any:
@@ -87,8 +119,9 @@ async def read_json(query: TestClient, token: str, path: str) -> Any:
     return await resp.json()
 
 
-async def notices(query: TestClient, token: str, project_id: int,
-                  kind: str | None = None) -> list[dict[str, Any]]:
+async def notices(
+    query: TestClient, token: str, project_id: int, kind: str | None = None
+) -> list[dict[str, Any]]:
     """Every stored notice of the project (detail JSON), optionally of one event type."""
     path = f"/v1/errors?project_id={project_id}&per_page=100" + (f"&type={kind}" if kind else "")
     out = []
@@ -109,7 +142,8 @@ async def assert_empty_or_json(resp: ClientResponse) -> None:
 
 
 async def test_post_event_answers_202_empty_with_config_version_and_is_stored(
-        gateway, query, consumer, project: ProjectInfo, user_token):
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     resp = await post(gateway, project.key, dotnet_error())
     assert resp.status == 202
     assert await resp.read() == b""
@@ -119,11 +153,17 @@ async def test_post_event_answers_202_empty_with_config_version_and_is_stored(
     assert n["protocol"] == "exceptionless" and n["type"] == "error"
     assert n["exception"] == "System.InvalidOperationException"
     assert n["message"] == "Checkout failed"
-    assert [e["type"] for e in n["exceptions"]] == ["System.InvalidOperationException",
-                                                    "System.NullReferenceException"]
+    assert [e["type"] for e in n["exceptions"]] == [
+        "System.InvalidOperationException",
+        "System.NullReferenceException",
+    ]
     top = n["exceptions"][0]["frames"][0]
     assert (top["module"], top["function"], top["file"], top["line"]) == (
-        "Shop.Web.CheckoutController", "Submit", "CheckoutController.cs", 41)
+        "Shop.Web.CheckoutController",
+        "Submit",
+        "CheckoutController.cs",
+        41,
+    )
     assert n["exceptions"][0]["frames"][1]["line"] is None  # 0 means unknown
     assert n["reference_id"] == "ab12cd34ef"
     assert n["tags"] == ["web", "checkout"]
@@ -139,12 +179,19 @@ async def test_post_event_answers_202_empty_with_config_version_and_is_stored(
 
 
 async def test_array_stores_every_type_but_heartbeats_and_the_read_api_lists_by_type(
-        gateway, query, consumer, project: ProjectInfo, user_token):
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     events = [
-        {"type": "error", "@simple_error": {"message": "Simple Exception", "type": "System.Exception",
-                                            "stack_trace": "   at Client.Tests.ExceptionlessClientTests."
-                                                           "CanSubmitSimpleException() in "
-                                                           "ExceptionlessClientTests.cs:line 77"}},
+        {
+            "type": "error",
+            "@simple_error": {
+                "message": "Simple Exception",
+                "type": "System.Exception",
+                "stack_trace": "   at Client.Tests.ExceptionlessClientTests."
+                "CanSubmitSimpleException() in "
+                "ExceptionlessClientTests.cs:line 77",
+            },
+        },
         {"type": "log", "source": "app.worker", "message": "Exceptionless is amazing!", "@level": "Info"},
         {"type": "usage", "source": "export-csv"},
         {"type": "404", "source": "/missing/page"},
@@ -158,13 +205,23 @@ async def test_array_stores_every_type_but_heartbeats_and_the_read_api_lists_by_
     assert resp.status == 202 and await resp.read() == b""
     await drain(consumer)
     stored = await notices(query, user_token, project.id)
-    assert sorted(n["type"] for n in stored) == ["404", "error", "log", "log", "session", "sessionend",
-                                                 "usage"]
+    assert sorted(n["type"] for n in stored) == [
+        "404",
+        "error",
+        "log",
+        "log",
+        "session",
+        "sessionend",
+        "usage",
+    ]
     [err] = await notices(query, user_token, project.id, "error")
     assert err["exception"] == "System.Exception" and err["message"] == "Simple Exception"
     frame = err["exceptions"][0]["frames"][0]
-    assert (frame["function"], frame["file"], frame["line"]) == ("CanSubmitSimpleException",
-                                                                 "ExceptionlessClientTests.cs", 77)
+    assert (frame["function"], frame["file"], frame["line"]) == (
+        "CanSubmitSimpleException",
+        "ExceptionlessClientTests.cs",
+        77,
+    )
     logs = await notices(query, user_token, project.id, "log")
     assert {n["message"] for n in logs} == {"Exceptionless is amazing!", "no type: a log"}
     assert next(n for n in logs if n["source"] == "app.worker")["level"] == "Info"
@@ -210,16 +267,20 @@ async def test_post_error_answers(gateway, consumer, project: ProjectInfo, user_
     resp = await post(gateway, project.key, event, "application/xml")
     assert resp.status == 415
     await assert_empty_or_json(resp)
-    resp = await gateway.post(EVENTS, data=b"",
-                              headers={**bearer(project.key), "Content-Type": "application/json"})
+    resp = await gateway.post(
+        EVENTS, data=b"", headers={**bearer(project.key), "Content-Type": "application/json"}
+    )
     assert resp.status == 411 and await resp.read() == b""
     big = orjson.dumps({"type": "log", "message": "x" * settings.max_body})
-    resp = await gateway.post(EVENTS, data=io.BytesIO(big),
-                              headers={**bearer(project.key), "Content-Type": "application/json"})
+    resp = await gateway.post(
+        EVENTS, data=io.BytesIO(big), headers={**bearer(project.key), "Content-Type": "application/json"}
+    )
     assert resp.status == 413 and await resp.read() == b""
-    resp = await gateway.post(EVENTS, data=gzip.compress(b"x" * (settings.max_decompressed + 1)),
-                              headers={**bearer(project.key), "Content-Type": "text/plain",
-                                       "Content-Encoding": "gzip"})
+    resp = await gateway.post(
+        EVENTS,
+        data=gzip.compress(b"x" * (settings.max_decompressed + 1)),
+        headers={**bearer(project.key), "Content-Type": "text/plain", "Content-Encoding": "gzip"},
+    )
     assert resp.status == 413 and await resp.read() == b""
     lines = b"\n".join(b"l%d" % i for i in range(5001))
     resp = await post(gateway, project.key, lines, "text/plain")
@@ -250,16 +311,23 @@ async def test_every_credential_form_the_real_server_accepts(gateway, consumer, 
         resp = await gateway.post(path, json={"message": "auth"}, headers=headers)
         assert resp.status == 202, (path, headers)
     # Query parameters count only when no Authorization header came (as on the real server).
-    resp = await gateway.post(f"{EVENTS}?api_key={key}", json={"message": "auth"},
-                              headers={"Authorization": "Bearer not-a-known-key-at-all"})
+    resp = await gateway.post(
+        f"{EVENTS}?api_key={key}",
+        json={"message": "auth"},
+        headers={"Authorization": "Bearer not-a-known-key-at-all"},
+    )
     assert resp.status == 401
     assert await drain(consumer) == len(forms)
 
 
-async def test_rate_limited_answer_is_429_with_an_empty_body(gateway, query, consumer, project: ProjectInfo,
-                                                             user_token):
-    resp = await query.patch(f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": 2}},
-                             headers={"Api-Key": user_token})
+async def test_rate_limited_answer_is_429_with_an_empty_body(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
+    resp = await query.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"rate_limit_per_minute": 2}},
+        headers={"Api-Key": user_token},
+    )
     assert resp.status == 200
     await reload_keys(gateway, query)
     statuses = []
@@ -275,22 +343,43 @@ async def test_rate_limited_answer_is_429_with_an_empty_body(gateway, query, con
 # ---- grouping ---------------------------------------------------------------------------------
 
 
-async def test_errors_group_by_stack_and_manual_stacking_overrides(gateway, query, consumer,
-                                                                    project: ProjectInfo, user_token):
+async def test_errors_group_by_stack_and_manual_stacking_overrides(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     def js_error(message: str, line: int, stack: dict[str, Any] | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {"@error": {"type": "TypeError", "message": message, "stack_trace": [
-            {"name": "render", "file_name": "/app/view.js", "line_number": line, "column": 7,
-             "declaring_type": None, "data": {"is_native": False}},
-            {"name": "processTicksAndRejections", "file_name": "node:internal/process/task_queues",
-             "line_number": 95, "column": 5, "data": {"is_native": True}},
-        ]}}
+        data: dict[str, Any] = {
+            "@error": {
+                "type": "TypeError",
+                "message": message,
+                "stack_trace": [
+                    {
+                        "name": "render",
+                        "file_name": "/app/view.js",
+                        "line_number": line,
+                        "column": 7,
+                        "declaring_type": None,
+                        "data": {"is_native": False},
+                    },
+                    {
+                        "name": "processTicksAndRejections",
+                        "file_name": "node:internal/process/task_queues",
+                        "line_number": 95,
+                        "column": 5,
+                        "data": {"is_native": True},
+                    },
+                ],
+            }
+        }
         if stack:
             data["@stack"] = stack
         return {"type": "error", "data": data}
 
-    events = [js_error("x is undefined", 10), js_error("y is undefined", 12),
-              js_error("a", 1, {"title": "Checkout", "signature_data": {"area": "checkout"}}),
-              js_error("b", 99, {"title": "Checkout", "signature_data": {"area": "checkout"}})]
+    events = [
+        js_error("x is undefined", 10),
+        js_error("y is undefined", 12),
+        js_error("a", 1, {"title": "Checkout", "signature_data": {"area": "checkout"}}),
+        js_error("b", 99, {"title": "Checkout", "signature_data": {"area": "checkout"}}),
+    ]
     resp = await post(gateway, project.key, events)
     assert resp.status == 202
     await drain(consumer)
@@ -305,14 +394,31 @@ async def test_errors_group_by_stack_and_manual_stacking_overrides(gateway, quer
 # ---- GET /api/v2/events/submit ------------------------------------------------------------------
 
 
-async def test_get_submit_maps_parameters_like_the_real_server(gateway, query, consumer,
-                                                               project: ProjectInfo, user_token):
-    resp = await gateway.get("/api/v2/events/submit", params=[
-        ("access_token", project.key), ("Type", "log"), ("source", "server01"), ("message", "Hello World"),
-        ("reference", "ref-12345678"), ("date", "2026-01-02T03:04:05Z"), ("count", "3"), ("value", "10.5"),
-        ("geo", "32.85,-96.9613"), ("tags", "a,b"), ("tags", "c,a"), ("identity", "u-9"),
-        ("identity.name", "Grace"), ("randomproperty", "true"), ("multi", "1"), ("multi", "2"), ("empty", ""),
-    ])
+async def test_get_submit_maps_parameters_like_the_real_server(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
+    resp = await gateway.get(
+        "/api/v2/events/submit",
+        params=[
+            ("access_token", project.key),
+            ("Type", "log"),
+            ("source", "server01"),
+            ("message", "Hello World"),
+            ("reference", "ref-12345678"),
+            ("date", "2026-01-02T03:04:05Z"),
+            ("count", "3"),
+            ("value", "10.5"),
+            ("geo", "32.85,-96.9613"),
+            ("tags", "a,b"),
+            ("tags", "c,a"),
+            ("identity", "u-9"),
+            ("identity.name", "Grace"),
+            ("randomproperty", "true"),
+            ("multi", "1"),
+            ("multi", "2"),
+            ("empty", ""),
+        ],
+    )
     assert resp.status == 200
     assert await resp.read() == b""
     assert resp.headers[CONFIG_VERSION] == "0"
@@ -328,15 +434,18 @@ async def test_get_submit_maps_parameters_like_the_real_server(gateway, query, c
     assert n["data"] == {"randomproperty": "true", "multi": ["1", "2"]}  # no credential, no empty value
 
 
-async def test_get_submit_with_type_in_path_and_project_path(gateway, query, consumer, project: ProjectInfo,
-                                                             user_token):
+async def test_get_submit_with_type_in_path_and_project_path(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     resp = await gateway.get(f"/api/v2/events/submit/usage?source=build&value=10&access_token={project.key}")
     assert resp.status == 200
-    resp = await gateway.get(f"/api/v2/projects/{project.id}/events/submit/404?source=/nope",
-                             headers=bearer(project.key))
+    resp = await gateway.get(
+        f"/api/v2/projects/{project.id}/events/submit/404?source=/nope", headers=bearer(project.key)
+    )
     assert resp.status == 200
-    resp = await gateway.get(f"/api/v2/projects/{project.id + 1000}/events/submit?message=x",
-                             headers=bearer(project.key))
+    resp = await gateway.get(
+        f"/api/v2/projects/{project.id + 1000}/events/submit?message=x", headers=bearer(project.key)
+    )
     assert resp.status == 403
     await drain(consumer)
     [usage] = await notices(query, user_token, project.id, "usage")
@@ -345,27 +454,42 @@ async def test_get_submit_with_type_in_path_and_project_path(gateway, query, con
     assert missing["source"] == "/nope"
 
 
-async def test_get_submit_data_exclusions_from_the_project_configuration(gateway, query, consumer,
-                                                                         project: ProjectInfo, user_token):
-    resp = await query.post(f"/api/v2/projects/{project.id}/config?key=@@DataExclusions",
-                            json="*password*,card", headers={"Api-Key": user_token})
+async def test_get_submit_data_exclusions_from_the_project_configuration(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
+    resp = await query.post(
+        f"/api/v2/projects/{project.id}/config?key=@@DataExclusions",
+        json="*password*,card",
+        headers={"Api-Key": user_token},
+    )
     assert resp.status == 200
     await reload_keys(gateway, query)
-    resp = await gateway.get("/api/v2/events/submit", params={
-        "apikey": project.key, "message": "m", "user_password": "s3cret", "Card": "4111", "keep": "1"})
+    resp = await gateway.get(
+        "/api/v2/events/submit",
+        params={
+            "apikey": project.key,
+            "message": "m",
+            "user_password": "s3cret",
+            "Card": "4111",
+            "keep": "1",
+        },
+    )
     assert resp.status == 200
     await drain(consumer)
     [n] = await notices(query, user_token, project.id)
     assert n["data"] == {"keep": "1"}
 
 
-async def test_get_submit_without_parameters_stores_nothing_and_needs_a_key(gateway, consumer,
-                                                                            project: ProjectInfo):
+async def test_get_submit_without_parameters_stores_nothing_and_needs_a_key(
+    gateway, consumer, project: ProjectInfo
+):
     resp = await gateway.get(f"/api/v2/events/submit?access_token={project.key}&message=")
     assert resp.status == 200
     assert await drain(consumer) == 0
-    for path in ("/api/v2/events/submit?message=x",
-                 "/api/v2/events/submit?message=x&access_token=nope-nope-nope"):
+    for path in (
+        "/api/v2/events/submit?message=x",
+        "/api/v2/events/submit?message=x&access_token=nope-nope-nope",
+    ):
         resp = await gateway.get(path)
         assert resp.status == 401
         await assert_empty_or_json(resp)
@@ -376,8 +500,9 @@ async def test_get_submit_without_parameters_stores_nothing_and_needs_a_key(gate
 
 async def test_heartbeat_answers_200_empty_and_stores_nothing(gateway, consumer, project: ProjectInfo):
     for close in ("false", "true"):
-        resp = await gateway.get(f"/api/v2/events/session/heartbeat?id=abc123&close={close}",
-                                 headers=bearer(project.key))
+        resp = await gateway.get(
+            f"/api/v2/events/session/heartbeat?id=abc123&close={close}", headers=bearer(project.key)
+        )
         assert resp.status == 200 and await resp.read() == b""
     assert await drain(consumer) == 0
     resp = await gateway.get("/api/v2/events/session/heartbeat?id=abc123")
@@ -391,11 +516,19 @@ def description_path(ref: str) -> str:
     return f"/api/v2/events/by-ref/{ref}/user-description"
 
 
-async def test_user_description_arriving_before_its_event(gateway, query, consumer, project: ProjectInfo,
-                                                          user_token):
+async def test_user_description_arriving_before_its_event(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     ref = "0a1b2c3d4e"
-    resp = await gateway.post(description_path(ref), headers=bearer(project.key), json={
-        "email_address": "ada@example.com", "description": "I clicked pay twice", "data": {"browser": "x"}})
+    resp = await gateway.post(
+        description_path(ref),
+        headers=bearer(project.key),
+        json={
+            "email_address": "ada@example.com",
+            "description": "I clicked pay twice",
+            "data": {"browser": "x"},
+        },
+    )
     assert resp.status == 202 and await resp.read() == b""
     assert resp.headers[CONFIG_VERSION] == "0"
     await drain(consumer)
@@ -404,19 +537,26 @@ async def test_user_description_arriving_before_its_event(gateway, query, consum
     assert resp.status == 202
     await drain(consumer)
     [n] = await notices(query, user_token, project.id, "error")
-    assert n["user_description"] == {"email_address": "ada@example.com", "description": "I clicked pay twice",
-                                     "data": {"browser": "x"}}
+    assert n["user_description"] == {
+        "email_address": "ada@example.com",
+        "description": "I clicked pay twice",
+        "data": {"browser": "x"},
+    }
 
 
 async def test_user_description_arriving_after_its_event_and_the_latest_wins(
-        gateway, query, consumer, project: ProjectInfo, user_token):
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     ref = "ffee0011aa"
     await post(gateway, project.key, dotnet_error(reference_id=ref))
     await post(gateway, project.key, dotnet_error(reference_id=ref))  # two notices, same reference id
     await drain(consumer)
     for text in ("first words", "second thoughts"):
-        resp = await gateway.post(f"/api/v2/projects/{project.id}/events/by-ref/{ref}/user-description",
-                                  headers=bearer(project.key), json={"description": text})
+        resp = await gateway.post(
+            f"/api/v2/projects/{project.id}/events/by-ref/{ref}/user-description",
+            headers=bearer(project.key),
+            json={"description": text},
+        )
         assert resp.status == 202
     await drain(consumer)
     stored = await notices(query, user_token, project.id, "error")
@@ -425,17 +565,30 @@ async def test_user_description_arriving_after_its_event_and_the_latest_wins(
 
 async def test_user_description_error_answers(gateway, consumer, project: ProjectInfo):
     ref = "1234567890"
-    for body in (b"", b"not json", b"[]", orjson.dumps({"email_address": "a@b.c"}),
-                 orjson.dumps({"description": "  "}), orjson.dumps({"description": 5})):
-        resp = await gateway.post(description_path(ref), data=body,
-                                  headers={**bearer(project.key), "Content-Type": "application/json"})
+    for body in (
+        b"",
+        b"not json",
+        b"[]",
+        orjson.dumps({"email_address": "a@b.c"}),
+        orjson.dumps({"description": "  "}),
+        orjson.dumps({"description": 5}),
+    ):
+        resp = await gateway.post(
+            description_path(ref),
+            data=body,
+            headers={**bearer(project.key), "Content-Type": "application/json"},
+        )
         assert resp.status == 400, body
         assert (await resp.json())["message"]
-    resp = await gateway.post(description_path("short"), headers=bearer(project.key),
-                              json={"description": "d"})
+    resp = await gateway.post(
+        description_path("short"), headers=bearer(project.key), json={"description": "d"}
+    )
     assert resp.status == 404
-    resp = await gateway.post(f"/api/v2/projects/{project.id + 1000}/events/by-ref/{ref}/user-description",
-                              headers=bearer(project.key), json={"description": "d"})
+    resp = await gateway.post(
+        f"/api/v2/projects/{project.id + 1000}/events/by-ref/{ref}/user-description",
+        headers=bearer(project.key),
+        json={"description": "d"},
+    )
     assert resp.status == 403
     resp = await gateway.post(description_path(ref), json={"description": "d"})
     assert resp.status == 401
@@ -482,8 +635,13 @@ async def test_configuration_changes_reach_the_gateway(gateway, query, project: 
 async def test_configuration_error_answers(gateway, query, project: ProjectInfo, user_token):
     manage = f"/api/v2/projects/{project.id}/config"
     auth = {"Api-Key": user_token}
-    for path, body in ((manage, "x"), (f"{manage}?key=k", ""), (f"{manage}?key=k", "  "),
-                       (f"{manage}?key=k", 5), (f"{manage}?key=k", {"value": None})):
+    for path, body in (
+        (manage, "x"),
+        (f"{manage}?key=k", ""),
+        (f"{manage}?key=k", "  "),
+        (f"{manage}?key=k", 5),
+        (f"{manage}?key=k", {"value": None}),
+    ):
         resp = await query.post(path, json=body, headers=auth)
         assert resp.status == 400, (path, body)
         assert (await resp.json())["message"]
@@ -507,8 +665,9 @@ async def test_configuration_error_answers(gateway, query, project: ProjectInfo,
     assert resp.status == 403
 
 
-async def test_user_description_and_its_event_in_one_worker_batch(gateway, query, consumer,
-                                                                   project: ProjectInfo, user_token):
+async def test_user_description_and_its_event_in_one_worker_batch(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
     ref = "5a5a5a5a5a"
     await gateway.post(description_path(ref), headers=bearer(project.key), json={"description": "same batch"})
     await post(gateway, project.key, dotnet_error(reference_id=ref))
@@ -517,9 +676,9 @@ async def test_user_description_and_its_event_in_one_worker_batch(gateway, query
     assert n["user_description"] == {"description": "same batch"}
 
 
-async def test_a_refused_description_is_dead_lettered_and_the_batch_goes_on(gateway, query, consumer, redis,
-                                                                             settings, project: ProjectInfo,
-                                                                             user_token):
+async def test_a_refused_description_is_dead_lettered_and_the_batch_goes_on(
+    gateway, query, consumer, redis, settings, project: ProjectInfo, user_token
+):
     from shared import codec
 
     orphan = codec.Description(2_000_000_000, "0000aaaa11", {"description": "no such project"}, 1.0)

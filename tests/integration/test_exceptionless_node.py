@@ -37,8 +37,13 @@ def node_modules() -> Path:
         pytest.skip("node and npm are needed to drive @exceptionless/node")
     modules = NODE_DIR / "node_modules"
     if not (modules / "@exceptionless" / "node" / "package.json").exists():
-        subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
+        )
     return modules
 
 
@@ -56,8 +61,12 @@ class NodeClient:
         err = await asyncio.to_thread(log.open, "wb")
         try:
             proc = await asyncio.create_subprocess_exec(
-                "node", str(DRIVER), cwd=workdir, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=err,
+                "node",
+                str(DRIVER),
+                cwd=workdir,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
             )
         finally:
             err.close()
@@ -94,8 +103,11 @@ class NodeClient:
 
 
 @pytest.fixture
-async def node_client(node_modules: Path, stack: Stack,  # noqa: F811
-                      tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[NodeClient]]]:
+async def node_client(
+    node_modules: Path,
+    stack: Stack,  # noqa: F811
+    tmp_path: Path,
+) -> AsyncIterator[Callable[[str], Awaitable[NodeClient]]]:
     """Start drivers pointed at the running stack's gateway; all are stopped afterwards."""
     started: list[NodeClient] = []
 
@@ -129,8 +141,13 @@ async def get_json(session: aiohttp.ClientSession, url: str, token: str) -> Any:
         return await resp.json()
 
 
-async def stored(session: aiohttp.ClientSession, stack: Stack, token: str, project_id: int,  # noqa: F811
-                 kind: str) -> list[dict[str, Any]]:
+async def stored(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    token: str,
+    project_id: int,  # noqa: F811
+    kind: str,
+) -> list[dict[str, Any]]:
     """Every notice of one event type in the project, as the notice detail API shows it."""
     base = stack.query_url
     out = []
@@ -142,9 +159,11 @@ async def stored(session: aiohttp.ClientSession, stack: Stack, token: str, proje
 
 async def known_to_stack(session: aiohttp.ClientSession, stack: Stack, key: str, token: str) -> None:  # noqa: F811
     """Wait until the stack's key caches have loaded the new project key and the user token."""
+
     async def check() -> None:
-        async with session.get(f"{stack.gateway_url}/api/v2/projects/config",
-                               headers={"Authorization": f"Bearer {key}"}) as resp:
+        async with session.get(
+            f"{stack.gateway_url}/api/v2/projects/config", headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
             assert resp.status == 200
         async with session.get(f"{stack.query_url}/v1/errors?per_page=1", headers={"Api-Key": token}) as resp:
             assert resp.status == 200
@@ -153,7 +172,8 @@ async def known_to_stack(session: aiohttp.ClientSession, stack: Stack, key: str,
 
 
 async def test_events_and_a_user_description_from_the_node_client(
-        stack: Stack, node_client, project: ProjectInfo, user_token: str):  # noqa: F811
+    stack: Stack, node_client, project: ProjectInfo, user_token: str
+):  # noqa: F811
     async with aiohttp.ClientSession() as session:
         await known_to_stack(session, stack, project.key, user_token)
         client = await node_client(project.key)
@@ -164,8 +184,9 @@ async def test_events_and_a_user_description_from_the_node_client(
         await client.call("usage", feature="export-csv")
         await client.call("notfound", resource="/missing/page")
         # Described while the event still waits in the client's queue: the description arrives first.
-        await client.call("describe", referenceId=ref, email="ada@example.com",
-                          description="The pay button did nothing")
+        await client.call(
+            "describe", referenceId=ref, email="ada@example.com", description="The pay button did nothing"
+        )
         state = await client.call("flush")
         assert state["queued"] == 0
         posts = [x for x in state["exchanges"] if x["method"] == "POST"]
@@ -176,13 +197,18 @@ async def test_events_and_a_user_description_from_the_node_client(
             errors = await stored(session, stack, user_token, project.id, "error")
             assert len(errors) == 1
             n = errors[0]
-            assert n["user_description"] == {"email_address": "ada@example.com",
-                                             "description": "The pay button did nothing"}
+            assert n["user_description"] == {
+                "email_address": "ada@example.com",
+                "description": "The pay button did nothing",
+            }
             return n
 
         n = await eventually(error_with_description)
-        assert (n["protocol"], n["exception"], n["message"]) == ("exceptionless", "TypeError",
-                                                                 "total is not a number")
+        assert (n["protocol"], n["exception"], n["message"]) == (
+            "exceptionless",
+            "TypeError",
+            "total is not a number",
+        )
         assert n["reference_id"] == ref
         assert n["exceptions"][0]["frames"][0]["function"] == "checkoutTotal"
         assert n["exceptions"][0]["frames"][0]["file"].endswith("exceptionless_driver.mjs")
@@ -203,7 +229,8 @@ async def test_events_and_a_user_description_from_the_node_client(
 
 
 async def test_the_node_client_picks_up_a_configuration_change(
-        stack: Stack, node_client, project: ProjectInfo, user_token: str):  # noqa: F811
+    stack: Stack, node_client, project: ProjectInfo, user_token: str
+):  # noqa: F811
     manage = f"{stack.query_url}/api/v2/projects/{project.id}/config?key=@@usage:beta-export"
     user = {"Api-Key": user_token}
     async with aiohttp.ClientSession() as session:
@@ -211,8 +238,10 @@ async def test_the_node_client_picks_up_a_configuration_change(
         client = await node_client(project.key)
 
         async def gateway_serves(version: int) -> None:
-            async with session.get(f"{stack.gateway_url}/api/v2/projects/config?v=0",
-                                   headers={"Authorization": f"Bearer {project.key}"}) as resp:
+            async with session.get(
+                f"{stack.gateway_url}/api/v2/projects/config?v=0",
+                headers={"Authorization": f"Bearer {project.key}"},
+            ) as resp:
                 assert resp.status == (304 if version == 0 else 200)
                 if version:
                     assert (await resp.json())["version"] == version

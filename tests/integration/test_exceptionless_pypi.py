@@ -42,8 +42,9 @@ def client_root(gateway: TestClient, monkeypatch: pytest.MonkeyPatch) -> str:
 
 # The client calls datetime.utcnow(), deprecated from Python 3.12 on.
 @pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
-async def test_pypi_client_reports_an_exception(client_root, gateway, query, consumer, project: ProjectInfo,
-                                                user_token):
+async def test_pypi_client_reports_an_exception(
+    client_root, gateway, query, consumer, project: ProjectInfo, user_token
+):
     system = ExceptionSystem()
     await asyncio.to_thread(system.initialize, project.key, {"customer": "acme"})
     assert await asyncio.to_thread(send_failure, system) == {}  # 202 with an empty body

@@ -18,8 +18,16 @@ async def test_resolve_on_deploy_and_revisions(gateway, query, consumer, project
     _, prod = await post(gateway, project.key, notice(exception="DeployProdError"))
     _, staging = await post(gateway, project.key, notice(exception="DeployStagingError", mode="staging"))
     await drain(consumer)
-    resp = await query.post("/v1/deploys", headers=auth(user_token), json={
-        "environment": "production", "revision": "abc123", "project_id": project.id, "resolve_errors": True})
+    resp = await query.post(
+        "/v1/deploys",
+        headers=auth(user_token),
+        json={
+            "environment": "production",
+            "revision": "abc123",
+            "project_id": project.id,
+            "resolve_errors": True,
+        },
+    )
     assert resp.status == 201 and (await resp.json())["resolved_errors"] == 1
     error = await (await query.get(f"/v1/errors/{prod['error_id']}", headers=auth(user_token))).json()
     assert error["resolved"] is True and error["resolved_at"] is not None
@@ -32,14 +40,20 @@ async def test_resolve_on_deploy_and_revisions(gateway, query, consumer, project
     error = await (await query.get(f"/v1/errors/{prod['error_id']}", headers=auth(user_token))).json()
     assert error["resolved"] is False and error["regressed_at"] is not None
     assert error["first_seen_revision"] is None and error["last_seen_revision"] == "abc123"
-    await query.post("/v1/deploys", headers=auth(user_token), json={
-        "environment": "production", "revision": "def456", "project_id": project.id})
+    await query.post(
+        "/v1/deploys",
+        headers=auth(user_token),
+        json={"environment": "production", "revision": "def456", "project_id": project.id},
+    )
     await post(gateway, project.key, notice(exception="DeployProdError"))
     await drain(consumer)
     error = await (await query.get(f"/v1/errors/{prod['error_id']}", headers=auth(user_token))).json()
     assert error["last_seen_revision"] == "def456" and error["notices_count"] == 3
-    resp = await query.post("/v1/deploys", headers=auth(user_token), json={
-        "environment": "production", "project_id": project.id, "resolve_errors": "yes"})
+    resp = await query.post(
+        "/v1/deploys",
+        headers=auth(user_token),
+        json={"environment": "production", "project_id": project.id, "resolve_errors": "yes"},
+    )
     assert resp.status == 422
 
 
@@ -66,7 +80,7 @@ async def test_filters_and_sorts(gateway, query, consumer, project, user_token):
     assert await names("&q=100%25") == []  # a literal %, not a wildcard
     assert await names("&type=error") == ["FilterCError", "FilterBError", "FilterAError"]
     assert await names("&type=log") == []
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     past = "2001-01-01T00:00:00Z"
     assert await names(f"&since={future}") == []
     assert await names(f"&until={past}") == []
@@ -96,8 +110,14 @@ async def test_stats_series_and_totals(gateway, query, consumer, project, user_t
 
     resp = await query.get(f"/v1/stats?project_id={project.id}", headers=auth(user_token))
     [totals] = await resp.json()
-    assert totals == {"project_id": project.id, "name": project.name, "errors": 1, "unresolved": 1,
-                      "notices": 4, "notices_24h": 4}
+    assert totals == {
+        "project_id": project.id,
+        "name": project.name,
+        "errors": 1,
+        "unresolved": 1,
+        "notices": 4,
+        "notices_24h": 4,
+    }
 
 
 async def test_keyset_pages_of_a_large_error(gateway, query, consumer, project, user_token):
@@ -124,8 +144,11 @@ async def test_keyset_pages_of_a_large_error(gateway, query, consumer, project, 
 
 
 async def test_per_error_cap_keeps_first_and_most_recent(gateway, query, consumer, project, user_token, pool):
-    await query.patch(f"/v1/projects/{project.id}", json={"settings": {"max_notices_per_error": 10}},
-                      headers=auth(user_token))
+    await query.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"max_notices_per_error": 10}},
+        headers=auth(user_token),
+    )
     ids = []
     for _ in range(130):
         _, body = await post(gateway, project.key, notice(exception="CappedError"))
@@ -133,20 +156,25 @@ async def test_per_error_cap_keeps_first_and_most_recent(gateway, query, consume
     await drain(consumer)
     async with pool.acquire() as conn:
         result = await maintenance.run(conn)
-        kept = [str(r["id"]) for r in await conn.fetch(
-            "SELECT id FROM notices WHERE error_id = $1 ORDER BY received_at, id", body["error_id"])]
+        kept = [
+            str(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM notices WHERE error_id = $1 ORDER BY received_at, id", body["error_id"]
+            )
+        ]
     assert result["capped_notices"] >= 120  # other tests' errors in this database may be capped too
     assert kept == ids[:5] + ids[-5:]  # the first few and the most recent
     error = await (await query.get(f"/v1/errors/{body['error_id']}", headers=auth(user_token))).json()
     assert error["notices_count"] == 130 and error["stored_notices_count"] == 10  # the count stays exact
 
 
-async def test_retention_drops_old_partitions_and_expires_per_project(gateway, query, consumer, project,
-                                                                     user_token, pool):
+async def test_retention_drops_old_partitions_and_expires_per_project(
+    gateway, query, consumer, project, user_token, pool
+):
     await post(gateway, project.key, notice(exception="RetainedError"))
     await drain(consumer)
     async with pool.acquire() as conn:
-        old_day = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=400)).date()
+        old_day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=400)).date()
         await conn.execute("SELECT faultline_ensure_partitions($1, 1)", old_day)
         name = f"notices_p{old_day:%Y%m%d}"
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
@@ -154,13 +182,14 @@ async def test_retention_drops_old_partitions_and_expires_per_project(gateway, q
         assert name in result["partitions_dropped"]
         assert not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
         # A project with a 1-day retention loses notices older than a day, the others keep theirs.
-        await conn.execute("UPDATE projects SET settings = settings || '{\"retention_days\": 1}' WHERE id = $1",
-                           project.id)
-        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+        await conn.execute(
+            "UPDATE projects SET settings = settings || '{\"retention_days\": 1}' WHERE id = $1", project.id
+        )
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
         result = await maintenance.run(conn, now=later)
         assert result["expired_notices"] >= 1
         left = await conn.fetchval("SELECT count(*) FROM notices WHERE project_id = $1", project.id)
         assert left == 0
         # Partitions ahead exist so tomorrow's notices have somewhere to go.
-        tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date()
+        tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"notices_p{tomorrow:%Y%m%d}")

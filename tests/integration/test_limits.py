@@ -8,8 +8,9 @@ from tests.integration.test_exceptioner import notice
 
 async def test_rate_limit_per_project_answers_429_with_retry_headers(gateway, query, project, user_token):
     auth = {"Api-Key": user_token}
-    resp = await query.patch(f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": 3}},
-                             headers=auth)
+    resp = await query.patch(
+        f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": 3}}, headers=auth
+    )
     assert resp.status == 200
     assert (await resp.json())["settings"]["rate_limit_per_minute"] == 3
     await reload_keys(gateway, query)
@@ -25,8 +26,9 @@ async def test_rate_limit_per_project_answers_429_with_retry_headers(gateway, qu
     assert "Rate limit" in (await resp.json())["message"]
 
     # Removing the setting lifts the limit.
-    resp = await query.patch(f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": None}},
-                             headers=auth)
+    resp = await query.patch(
+        f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": None}}, headers=auth
+    )
     assert "rate_limit_per_minute" not in (await resp.json())["settings"]
     await reload_keys(gateway, query)
     resp = await gateway.post("/v1/notices", json=notice(), headers={"Api-Key": project.key})
@@ -39,8 +41,11 @@ async def test_rate_limit_is_shared_between_gateway_processes(gateway, query, pr
 
     from services.gateway.app import create_app
 
-    await query.patch(f"/v1/projects/{project.id}", json={"settings": {"rate_limit_per_minute": 4}},
-                      headers={"Api-Key": user_token})
+    await query.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"rate_limit_per_minute": 4}},
+        headers={"Api-Key": user_token},
+    )
     second = TestClient(TestServer(create_app(settings)))
     await second.start_server()
     try:
@@ -56,11 +61,14 @@ async def test_rate_limit_is_shared_between_gateway_processes(gateway, query, pr
 
 async def test_project_settings_validation_and_scope(query, project, user_token):
     auth = {"Api-Key": user_token}
-    for bad, field in (({"settings": {"rate_limit_per_minute": 0}}, "settings.rate_limit_per_minute"),
-                       ({"settings": {"rate_limit_per_minute": "10"}}, "settings.rate_limit_per_minute"),
-                       ({"settings": {"app_patterns": "app/*"}}, "settings.app_patterns"),
-                       ({"settings": {"nonsense": 1}}, "settings.nonsense"),
-                       ({"settings": []}, "settings"), ({"name": ""}, "name")):
+    for bad, field in (
+        ({"settings": {"rate_limit_per_minute": 0}}, "settings.rate_limit_per_minute"),
+        ({"settings": {"rate_limit_per_minute": "10"}}, "settings.rate_limit_per_minute"),
+        ({"settings": {"app_patterns": "app/*"}}, "settings.app_patterns"),
+        ({"settings": {"nonsense": 1}}, "settings.nonsense"),
+        ({"settings": []}, "settings"),
+        ({"name": ""}, "name"),
+    ):
         resp = await query.patch(f"/v1/projects/{project.id}", json=bad, headers=auth)
         assert resp.status == 422, bad
         assert (await resp.json())["errors"][0]["field"] == field

@@ -66,8 +66,13 @@ def airbrake(key: str | None) -> dict[str, Any]:
 
 def envelope() -> bytes:
     eid = uuid.uuid4().hex
-    return (orjson.dumps({"event_id": eid}) + b"\n" + b'{"type":"event"}\n'
-            + orjson.dumps({"event_id": eid, "message": "scope", "level": "error"}) + b"\n")
+    return (
+        orjson.dumps({"event_id": eid})
+        + b"\n"
+        + b'{"type":"event"}\n'
+        + orjson.dumps({"event_id": eid, "message": "scope", "level": "error"})
+        + b"\n"
+    )
 
 
 JSON = {"Content-Type": "application/json"}
@@ -84,35 +89,126 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("gateway", "GET", "/openapi.json", "/openapi.json", "public", api_key, None),
     ("gateway", "POST", "/v1/notices", "/v1/notices", "ingest", api_key, EXCEPTIONER),
     ("gateway", "POST", "/notify", "/notify", "ingest", api_key, CRASHLOG),
-    ("gateway", "POST", "/api/{project_id}/envelope/", "/api/{pid}/envelope/", "ingest_project", sentry, b"E"),
+    (
+        "gateway",
+        "POST",
+        "/api/{project_id}/envelope/",
+        "/api/{pid}/envelope/",
+        "ingest_project",
+        sentry,
+        b"E",
+    ),
     ("gateway", "POST", "/api/{project_id}/envelope", "/api/{pid}/envelope", "ingest_project", sentry, b"E"),
-    ("gateway", "POST", "/api/{project_id}/store/", "/api/{pid}/store/", "ingest_project", sentry,
-     b'{"message": "scope"}'),
-    ("gateway", "POST", "/api/{project_id}/store", "/api/{pid}/store", "ingest_project", sentry,
-     b'{"message": "scope"}'),
-    ("gateway", "POST", "/api/v3/projects/{project_id}/notices", "/api/v3/projects/{pid}/notices",
-     "ingest_project", airbrake, AIRBRAKE),
-    ("gateway", "POST", "/api/v2/events", "/api/v2/events", "ingest", bearer, b'[{"type": "log", "message": "m"}]'),
-    ("gateway", "POST", "/api/v2/projects/{project_id}/events", "/api/v2/projects/{pid}/events",
-     "ingest_project", bearer, b'[{"type": "log", "message": "m"}]'),
+    (
+        "gateway",
+        "POST",
+        "/api/{project_id}/store/",
+        "/api/{pid}/store/",
+        "ingest_project",
+        sentry,
+        b'{"message": "scope"}',
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/{project_id}/store",
+        "/api/{pid}/store",
+        "ingest_project",
+        sentry,
+        b'{"message": "scope"}',
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/v3/projects/{project_id}/notices",
+        "/api/v3/projects/{pid}/notices",
+        "ingest_project",
+        airbrake,
+        AIRBRAKE,
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/v2/events",
+        "/api/v2/events",
+        "ingest",
+        bearer,
+        b'[{"type": "log", "message": "m"}]',
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/v2/projects/{project_id}/events",
+        "/api/v2/projects/{pid}/events",
+        "ingest_project",
+        bearer,
+        b'[{"type": "log", "message": "m"}]',
+    ),
     ("gateway", "GET", "/api/v2/events/submit", "/api/v2/events/submit?message=m", "ingest", bearer, None),
-    ("gateway", "GET", "/api/v2/events/submit/{type}", "/api/v2/events/submit/log?message=m", "ingest", bearer,
-     None),
-    ("gateway", "GET", "/api/v2/projects/{project_id}/events/submit",
-     "/api/v2/projects/{pid}/events/submit?message=m", "ingest_project", bearer, None),
-    ("gateway", "GET", "/api/v2/projects/{project_id}/events/submit/{type}",
-     "/api/v2/projects/{pid}/events/submit/log?message=m", "ingest_project", bearer, None),
-    ("gateway", "GET", "/api/v2/events/session/heartbeat", "/api/v2/events/session/heartbeat?id=abc",
-     "ingest", bearer, None),
-    ("gateway", "POST", "/api/v2/events/by-ref/{reference_id}/user-description",
-     "/api/v2/events/by-ref/abcdef1234/user-description", "ingest", bearer, b'{"description": "d"}'),
-    ("gateway", "POST",
-     "/api/v2/projects/{project_id}/events/by-ref/{reference_id}/user-description",
-     "/api/v2/projects/{pid}/events/by-ref/abcdef1234/user-description", "ingest_project", bearer,
-     b'{"description": "d"}'),
+    (
+        "gateway",
+        "GET",
+        "/api/v2/events/submit/{type}",
+        "/api/v2/events/submit/log?message=m",
+        "ingest",
+        bearer,
+        None,
+    ),
+    (
+        "gateway",
+        "GET",
+        "/api/v2/projects/{project_id}/events/submit",
+        "/api/v2/projects/{pid}/events/submit?message=m",
+        "ingest_project",
+        bearer,
+        None,
+    ),
+    (
+        "gateway",
+        "GET",
+        "/api/v2/projects/{project_id}/events/submit/{type}",
+        "/api/v2/projects/{pid}/events/submit/log?message=m",
+        "ingest_project",
+        bearer,
+        None,
+    ),
+    (
+        "gateway",
+        "GET",
+        "/api/v2/events/session/heartbeat",
+        "/api/v2/events/session/heartbeat?id=abc",
+        "ingest",
+        bearer,
+        None,
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/v2/events/by-ref/{reference_id}/user-description",
+        "/api/v2/events/by-ref/abcdef1234/user-description",
+        "ingest",
+        bearer,
+        b'{"description": "d"}',
+    ),
+    (
+        "gateway",
+        "POST",
+        "/api/v2/projects/{project_id}/events/by-ref/{reference_id}/user-description",
+        "/api/v2/projects/{pid}/events/by-ref/abcdef1234/user-description",
+        "ingest_project",
+        bearer,
+        b'{"description": "d"}',
+    ),
     ("gateway", "GET", "/api/v2/projects/config", "/api/v2/projects/config", "ingest", bearer, None),
-    ("gateway", "GET", "/api/v2/projects/{project_id}/config", "/api/v2/projects/{pid}/config",
-     "ingest_project", bearer, None),
+    (
+        "gateway",
+        "GET",
+        "/api/v2/projects/{project_id}/config",
+        "/api/v2/projects/{pid}/config",
+        "ingest_project",
+        bearer,
+        None,
+    ),
     ("query", "GET", "/", "/", "public", api_key, None),
     ("query", "GET", "/healthz", "/healthz", "public", api_key, None),
     ("query", "GET", "/readyz", "/readyz", "public", api_key, None),
@@ -125,11 +221,26 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("query", "PATCH", "/v1/errors/{id}", "/v1/errors/{eid}", "user", api_key, b'{"resolved": false}'),
     ("query", "POST", "/v1/errors/{id}", "/v1/errors/{eid}", "user", api_key, b'{"resolved": false}'),
     ("query", "GET", "/v1/errors/{error_id}/notices", "/v1/errors/{eid}/notices", "user", api_key, None),
-    ("query", "GET", "/v1/errors/{error_id}/notices/{id}", "/v1/errors/{eid}/notices/{nid}", "user", api_key,
-     None),
+    (
+        "query",
+        "GET",
+        "/v1/errors/{error_id}/notices/{id}",
+        "/v1/errors/{eid}/notices/{nid}",
+        "user",
+        api_key,
+        None,
+    ),
     ("query", "GET", "/v1/errors/{id}/stats", "/v1/errors/{eid}/stats", "user", api_key, None),
     ("query", "GET", "/v1/deploys", "/v1/deploys", "user", api_key, None),
-    ("query", "POST", "/v1/deploys", "/v1/deploys", "user", api_key, b'{"environment": "scope", "project_id": PID}'),
+    (
+        "query",
+        "POST",
+        "/v1/deploys",
+        "/v1/deploys",
+        "user",
+        api_key,
+        b'{"environment": "scope", "project_id": PID}',
+    ),
     ("query", "GET", "/v1/deploys/{id}", "/v1/deploys/{did}", "user", api_key, None),
     ("query", "GET", "/v1/projects", "/v1/projects", "user", api_key, None),
     ("query", "POST", "/v1/projects", "/v1/projects", "user", api_key, b'{"name": "scope-made"}'),
@@ -139,14 +250,32 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("query", "GET", "/v1/stats", "/v1/stats", "user", api_key, None),
     ("query", "GET", "/api/locate/{location_id}", "/api/locate/{loc}", "user", api_key, None),
     ("query", "GET", "/api/v2/projects/{id}/config", "/api/v2/projects/{pid}/config", "user", bearer, None),
-    ("query", "POST", "/api/v2/projects/{id}/config", "/api/v2/projects/{pid}/config?key=scope", "user", bearer,
-     b'"on"'),
-    ("query", "DELETE", "/api/v2/projects/{id}/config", "/api/v2/projects/{pid}/config?key=scope", "user",
-     bearer, None),
+    (
+        "query",
+        "POST",
+        "/api/v2/projects/{id}/config",
+        "/api/v2/projects/{pid}/config?key=scope",
+        "user",
+        bearer,
+        b'"on"',
+    ),
+    (
+        "query",
+        "DELETE",
+        "/api/v2/projects/{id}/config",
+        "/api/v2/projects/{pid}/config?key=scope",
+        "user",
+        bearer,
+        None,
+    ),
 ]
 # Browser-only routes with their own rules, tested in test_pages.py: the page shows a login form
 # (401/403) without a user token; /login and /logout take form posts.
-BROWSER = {("query", "GET", "/notices/{location_id}"), ("query", "POST", "/login"), ("query", "POST", "/logout")}
+BROWSER = {
+    ("query", "GET", "/notices/{location_id}"),
+    ("query", "POST", "/login"),
+    ("query", "POST", "/logout"),
+}
 
 
 def registered(app: Any) -> set[tuple[str, str]]:
@@ -172,31 +301,51 @@ async def ctx(gateway, query, consumer, pool, project, user_token) -> Ctx:
     await reload_keys(gateway, query)
     _, body = await post(gateway, project.key, notice(exception="ScopeTargetError"))
     await drain(consumer)
-    resp = await query.post("/v1/deploys", json={"environment": "scope", "project_id": project.id},
-                            headers={"Api-Key": user_token})
+    resp = await query.post(
+        "/v1/deploys",
+        json={"environment": "scope", "project_id": project.id},
+        headers={"Api-Key": user_token},
+    )
     deploy_id = (await resp.json())["id"]
-    resp = await query.get(f"/v1/errors/{body['error_id']}/notices/{body['id']}", headers={"Api-Key": user_token})
+    resp = await query.get(
+        f"/v1/errors/{body['error_id']}/notices/{body['id']}", headers={"Api-Key": user_token}
+    )
     location = (await resp.json())["location_id"]
     return Ctx(project, other, user_token, body["error_id"], body["id"], location, deploy_id)
 
 
 @pytest.mark.parametrize("who", [NONE, WRONG, CLIENT, OTHER, USER])
 async def test_scope_rules(gateway, query, ctx: Ctx, who: str):
-    key = {NONE: None, WRONG: uuid.uuid4().hex, CLIENT: ctx.project.key, OTHER: ctx.other.key,
-           USER: ctx.token}[who]
+    key = {
+        NONE: None,
+        WRONG: uuid.uuid4().hex,
+        CLIENT: ctx.project.key,
+        OTHER: ctx.other.key,
+        USER: ctx.token,
+    }[who]
     wrong = []
     for service, method, _, path, kind, form, body in TABLE:
         client = gateway if service == "gateway" else query
-        url = (path.replace("{pid}", str(ctx.project.id)).replace("{eid}", str(ctx.error_id))
-               .replace("{nid}", ctx.notice_id).replace("{loc}", ctx.location_id)
-               .replace("{did}", str(ctx.deploy_id)))
-        data = envelope() if body == b"E" else (body.replace(b"PID", str(ctx.project.id).encode()) if body else None)
+        url = (
+            path.replace("{pid}", str(ctx.project.id))
+            .replace("{eid}", str(ctx.error_id))
+            .replace("{nid}", ctx.notice_id)
+            .replace("{loc}", ctx.location_id)
+            .replace("{did}", str(ctx.deploy_id))
+        )
+        data = (
+            envelope()
+            if body == b"E"
+            else (body.replace(b"PID", str(ctx.project.id).encode()) if body else None)
+        )
         kwargs = form(key)
         kwargs.setdefault("headers", {}).update(JSON if data is not None else {})
         resp = await client.request(method, url, data=data, allow_redirects=False, **kwargs)
         expected = RULES[kind][who]
         got_ok = 200 <= resp.status < 400
         if (expected == OK and not got_ok) or (expected != OK and resp.status != expected):
-            wrong.append(f"{method} {url} [{kind}] with {who}: got {resp.status}, want {expected}: "
-                         f"{(await resp.text())[:120]}")
+            wrong.append(
+                f"{method} {url} [{kind}] with {who}: got {resp.status}, want {expected}: "
+                f"{(await resp.text())[:120]}"
+            )
     assert not wrong, "\n".join(wrong)

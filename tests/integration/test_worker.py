@@ -25,7 +25,7 @@ async def error_count(pool, error_id: int) -> tuple[int, int]:
 
 async def test_redelivered_entry_is_counted_once(gateway, consumer, project, pool, redis, settings):
     _, body = await post(gateway, project.key, notice(exception="RedeliveredError"))
-    entries = (await redis.xrange(settings.notices_stream, count=100_000))
+    entries = await redis.xrange(settings.notices_stream, count=100_000)
     mine = [(i, f) for i, f in entries if msgpack.unpackb(f[b"m"]).get("id") == body["id"]]
     assert len(mine) == 1
     await drain(consumer)
@@ -55,7 +55,9 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
         if reclaimed < len(entries):
             await asyncio.sleep(settings.claim_idle_ms / 1000 / 4)  # wait for the idle threshold to pass
     assert await error_count(pool, body["error_id"]) == (1, 1)
-    detail = await redis.xpending_range(settings.notices_stream, GROUP, "-", "+", 1000, consumername=doomed.name)
+    detail = await redis.xpending_range(
+        settings.notices_stream, GROUP, "-", "+", 1000, consumername=doomed.name
+    )
     assert detail == []
 
 
@@ -82,10 +84,25 @@ async def test_poison_entry_goes_to_dead_letter_stream_and_worker_goes_on(
 async def test_entry_the_database_refuses_is_isolated(gateway, consumer, project, pool, redis, settings):
     """One entry PostgreSQL rejects is dead-lettered alone; the rest of its batch is stored."""
     _, good = await post(gateway, project.key, notice(exception="GoodNeighbourError"))
-    env = {"v": 1, "id": "01900000-0000-7000-8000-000000000001", "loc": "00000000-0000-4000-8000-000000000000",
-           "pid": 2_000_000_000, "eid": 5, "fp": "f" * 40, "gv": 1,
-           "n": {"protocol": "exceptioner", "type": "error", "exception": "E", "message": "m",
-                 "environment": "", "occurred_at": None, "exceptions": []}, "raw": b"{}"}
+    env = {
+        "v": 1,
+        "id": "01900000-0000-7000-8000-000000000001",
+        "loc": "00000000-0000-4000-8000-000000000000",
+        "pid": 2_000_000_000,
+        "eid": 5,
+        "fp": "f" * 40,
+        "gv": 1,
+        "n": {
+            "protocol": "exceptioner",
+            "type": "error",
+            "exception": "E",
+            "message": "m",
+            "environment": "",
+            "occurred_at": None,
+            "exceptions": [],
+        },
+        "raw": b"{}",
+    }
     # pid is a project that does not exist: the errors foreign key refuses it.
     await redis.xadd(settings.notices_stream, codec.encode(env))  # type: ignore[arg-type]
     dead_before = await redis.xlen(settings.dead_stream)
@@ -119,7 +136,10 @@ async def test_trim_keeps_unacknowledged_entries(gateway, consumer, project, red
 
 async def test_secrets_are_scrubbed_before_postgresql(gateway, query, consumer, project, user_token, pool):
     body = notice(exception="LeakyError")
-    body["error"]["parameters"] = {"user": {"password": "hunter2", "name": "ann"}, "card": "4111 1111 1111 1111"}
+    body["error"]["parameters"] = {
+        "user": {"password": "hunter2", "name": "ann"},
+        "card": "4111 1111 1111 1111",
+    }
     body["error"]["session"] = {"auth_token": "abc"}
     body["error"]["environment"] = {"HTTP_COOKIE": "sid=1", "HTTP_USER_AGENT": "curl"}
     _, answer = await post(gateway, project.key, body)
@@ -137,8 +157,9 @@ async def test_secrets_are_scrubbed_before_postgresql(gateway, query, consumer, 
 
 async def test_scrubbing_follows_project_settings(gateway, query, consumer, project, user_token, pool):
     auth = {"Api-Key": user_token}
-    await query.patch(f"/v1/projects/{project.id}", json={"settings": {"scrub_fields": ["employee_id"]}},
-                      headers=auth)
+    await query.patch(
+        f"/v1/projects/{project.id}", json={"settings": {"scrub_fields": ["employee_id"]}}, headers=auth
+    )
     await consumer.load_projects()
     body = notice(exception="CustomScrubError")
     body["error"]["parameters"] = {"employee_id": "E-42", "password": "p"}

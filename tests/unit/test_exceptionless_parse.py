@@ -21,9 +21,16 @@ from shared.web import ApiError
 
 NOW = 1_800_000_000.0  # 2027-01-15
 
-ENVIRONMENT = {"processor_count": 2, "process_name": "node", "architecture": "x64", "o_s_name": "Linux",
-               "runtime_version": "v20.20.2", "machine_name": "vm", "ip_address": "192.0.2.2",
-               "data": {"platform": "linux"}}
+ENVIRONMENT = {
+    "processor_count": 2,
+    "process_name": "node",
+    "architecture": "x64",
+    "o_s_name": "Linux",
+    "runtime_version": "v20.20.2",
+    "machine_name": "vm",
+    "ip_address": "192.0.2.2",
+    "data": {"platform": "linux"},
+}
 
 # @exceptionless/node 3.2.1: submitException(new TypeError(...)) from an ES module.
 NODE_ERROR: dict[str, Any] = {
@@ -34,13 +41,33 @@ NODE_ERROR: dict[str, Any] = {
             "type": "TypeError",
             "message": "total is not a number",
             "stack_trace": [
-                {"name": "checkoutTotal", "parameters": [], "file_name": "file:///app/checkout.mjs",
-                 "line_number": 57, "column": 9, "declaring_type": None, "data": {"is_native": True}},
-                {"name": None, "parameters": [], "file_name": "file:///app/checkout.mjs",
-                 "line_number": 117, "column": 36, "declaring_type": None, "data": {"is_native": True}},
-                {"name": "processTicksAndRejections", "parameters": [],
-                 "file_name": "node:internal/process/task_queues", "line_number": 95, "column": 5,
-                 "declaring_type": "process", "data": {"is_native": True}},
+                {
+                    "name": "checkoutTotal",
+                    "parameters": [],
+                    "file_name": "file:///app/checkout.mjs",
+                    "line_number": 57,
+                    "column": 9,
+                    "declaring_type": None,
+                    "data": {"is_native": True},
+                },
+                {
+                    "name": None,
+                    "parameters": [],
+                    "file_name": "file:///app/checkout.mjs",
+                    "line_number": 117,
+                    "column": 36,
+                    "declaring_type": None,
+                    "data": {"is_native": True},
+                },
+                {
+                    "name": "processTicksAndRejections",
+                    "parameters": [],
+                    "file_name": "node:internal/process/task_queues",
+                    "line_number": 95,
+                    "column": 5,
+                    "declaring_type": "process",
+                    "data": {"is_native": True},
+                },
             ],
         },
         "@environment": ENVIRONMENT,
@@ -49,29 +76,57 @@ NODE_ERROR: dict[str, Any] = {
     "reference_id": "f5cf26b41b",
 }
 
-NODE_LOG = {"date": "2026-11-24T01:30:22.760Z", "type": "log", "source": "app.checkout",
-            "message": "cart saved", "data": {"@level": "info", "@environment": ENVIRONMENT}, "tags": []}
-NODE_USAGE = {"date": "2026-11-24T01:30:22.761Z", "type": "usage", "source": "export-csv",
-              "data": {"@environment": ENVIRONMENT}, "tags": []}
-NODE_404 = {"date": "2026-11-24T01:30:22.761Z", "type": "404", "source": "/missing",
-            "data": {"@environment": ENVIRONMENT}, "tags": []}
+NODE_LOG = {
+    "date": "2026-11-24T01:30:22.760Z",
+    "type": "log",
+    "source": "app.checkout",
+    "message": "cart saved",
+    "data": {"@level": "info", "@environment": ENVIRONMENT},
+    "tags": [],
+}
+NODE_USAGE = {
+    "date": "2026-11-24T01:30:22.761Z",
+    "type": "usage",
+    "source": "export-csv",
+    "data": {"@environment": ENVIRONMENT},
+    "tags": [],
+}
+NODE_404 = {
+    "date": "2026-11-24T01:30:22.761Z",
+    "type": "404",
+    "source": "/missing",
+    "data": {"@environment": ENVIRONMENT},
+    "tags": [],
+}
 
 # The server documentation's examples (note the @user at the top level and the 2030 date).
-DOC_SIMPLE_ERROR = {"type": "error", "date": "2030-01-01T12:00:00.0000000-05:00", "@simple_error": {
-    "message": "Simple Exception", "type": "System.Exception",
-    "stack_trace": " at Client.Tests.ExceptionlessClientTests.CanSubmitSimpleException() in "
-                   "ExceptionlessClientTests.cs:line 77"}}
-DOC_LOG = {"type": "log", "message": "Exceptionless is amazing!", "date": "2030-01-01T12:00:00.0000000-05:00",
-           "@user": {"identity": "123456789", "name": "Test User"}}
+DOC_SIMPLE_ERROR = {
+    "type": "error",
+    "date": "2030-01-01T12:00:00.0000000-05:00",
+    "@simple_error": {
+        "message": "Simple Exception",
+        "type": "System.Exception",
+        "stack_trace": " at Client.Tests.ExceptionlessClientTests.CanSubmitSimpleException() in "
+        "ExceptionlessClientTests.cs:line 77",
+    },
+}
+DOC_LOG = {
+    "type": "log",
+    "message": "Exceptionless is amazing!",
+    "date": "2030-01-01T12:00:00.0000000-05:00",
+    "@user": {"identity": "123456789", "name": "Test User"},
+}
 
 # PyPI exceptionless 0.1.0: the traceback as "@stack", extra data under "data".
 PYPI_ERROR = {
-    "type": "error", "message": "bad price: -3", "date": "2026-11-24T01:00:00.123456Z",
-    "@stack": 'Traceback (most recent call last):\n'
-              '  File "/srv/shop/billing.py", line 12, in send_failure\n    charge(-3)\n'
-              '  File "/srv/shop/billing.py", line 5, in charge\n'
-              '    raise ValueError(f"bad price: {amount}")\n'
-              'ValueError: bad price: -3\n',
+    "type": "error",
+    "message": "bad price: -3",
+    "date": "2026-11-24T01:00:00.123456Z",
+    "@stack": "Traceback (most recent call last):\n"
+    '  File "/srv/shop/billing.py", line 12, in send_failure\n    charge(-3)\n'
+    '  File "/srv/shop/billing.py", line 5, in charge\n'
+    '    raise ValueError(f"bad price: {amount}")\n'
+    "ValueError: bad price: -3\n",
     "@environment": {"os": "Linux", "python_version": "3.11.7", "hostname": "box"},
     "data": {"customer": "acme"},
 }
@@ -93,19 +148,29 @@ def test_body_object_array_and_text():
     assert [e for e, _ in many] == [NODE_LOG, NODE_USAGE]
     assert orjson.loads(many[1][1]) == NODE_USAGE
     assert parse.split_body(b"first\r\n\n  second \n") == [
-        ({"type": "log", "message": "first"}, b"first"), ({"type": "log", "message": "second"}, b"second")]
+        ({"type": "log", "message": "first"}, b"first"),
+        ({"type": "log", "message": "second"}, b"second"),
+    ]
 
 
 def test_body_that_is_not_events_becomes_log_lines_as_on_the_real_server():
     assert [e["message"] for e, _ in parse.split_body(b"{not json")] == ["{not json"]
     assert [e["message"] for e, _ in parse.split_body(b"[1, 2]")] == ["[1, 2]"]
     assert parse.split_body(b"[]") == []
-    assert parse.split_body("\ufeff{\"message\": \"bom\"}".encode())[0][0] == {"message": "bom"}
+    assert parse.split_body('\ufeff{"message": "bom"}'.encode())[0][0] == {"message": "bom"}
 
 
 def test_normalize_moves_unknown_properties_into_data():
-    event, data = parse.normalize({"Type": "log", "ReferenceId": "abc12345", "data": {"a": 1},
-                                   "@user": {"x": 1}, "id": "server-id", "custom": True})
+    event, data = parse.normalize(
+        {
+            "Type": "log",
+            "ReferenceId": "abc12345",
+            "data": {"a": 1},
+            "@user": {"x": 1},
+            "id": "server-id",
+            "custom": True,
+        }
+    )
     assert event == {"type": "log", "reference_id": "abc12345"}
     assert data == {"a": 1, "@user": {"x": 1}, "custom": True}
 
@@ -116,7 +181,11 @@ def test_normalize_moves_unknown_properties_into_data():
 def test_node_error():
     n = notice(NODE_ERROR)
     assert (n["protocol"], n["type"], n["exception"], n["message"]) == (
-        "exceptionless", "error", "TypeError", "total is not a number")
+        "exceptionless",
+        "error",
+        "TypeError",
+        "total is not a number",
+    )
     assert n["reference_id"] == "f5cf26b41b"
     assert n["occurred_at"] == dt.datetime(2026, 11, 24, 1, 30, 22, 746000, tzinfo=dt.UTC).timestamp()
     frames = n["exceptions"][0]["frames"]
@@ -144,7 +213,11 @@ def test_node_errors_group_by_frames_not_by_message_or_line():
 def test_node_log_usage_and_404():
     log = notice(NODE_LOG)
     assert (log["type"], log["source"], log["message"], log["level"]) == (
-        "log", "app.checkout", "cart saved", "info")
+        "log",
+        "app.checkout",
+        "cart saved",
+        "info",
+    )
     assert log["exceptions"] == [] and log["exception"] is None
     usage, missing = notice(NODE_USAGE), notice(NODE_404)
     assert (usage["type"], usage["source"]) == ("usage", "export-csv")
@@ -152,21 +225,47 @@ def test_node_log_usage_and_404():
 
 
 def test_dotnet_error_chain_is_outermost_first_with_inner_errors_following():
-    event = {"type": "error", "@error": {
-        "type": "System.InvalidOperationException", "message": "outer", "code": "E1",
-        "modules": [{"name": "Shop", "version": "1.0"}],
-        "stack_trace": [{"name": "Submit", "declaring_namespace": "Shop.Web", "declaring_type": "Checkout",
-                         "file_name": "Checkout.cs", "line_number": 41, "column": 0}],
-        "inner": {"type": "System.NullReferenceException", "message": "inner",
-                  "inner": {"type": "System.Exception", "message": "root",
-                            "target_method": {"name": "Load", "declaring_type": "Repo"}}}}}
+    event = {
+        "type": "error",
+        "@error": {
+            "type": "System.InvalidOperationException",
+            "message": "outer",
+            "code": "E1",
+            "modules": [{"name": "Shop", "version": "1.0"}],
+            "stack_trace": [
+                {
+                    "name": "Submit",
+                    "declaring_namespace": "Shop.Web",
+                    "declaring_type": "Checkout",
+                    "file_name": "Checkout.cs",
+                    "line_number": 41,
+                    "column": 0,
+                }
+            ],
+            "inner": {
+                "type": "System.NullReferenceException",
+                "message": "inner",
+                "inner": {
+                    "type": "System.Exception",
+                    "message": "root",
+                    "target_method": {"name": "Load", "declaring_type": "Repo"},
+                },
+            },
+        },
+    }
     n = notice(event)
     assert [(e["type"], e["message"]) for e in n["exceptions"]] == [
-        ("System.InvalidOperationException", "outer"), ("System.NullReferenceException", "inner"),
-        ("System.Exception", "root")]
+        ("System.InvalidOperationException", "outer"),
+        ("System.NullReferenceException", "inner"),
+        ("System.Exception", "root"),
+    ]
     top = n["exceptions"][0]["frames"][0]
     assert (top["module"], top["function"], top["line"], top["column"]) == (
-        "Shop.Web.Checkout", "Submit", 41, None)
+        "Shop.Web.Checkout",
+        "Submit",
+        41,
+        None,
+    )
     assert n["exceptions"][2]["frames"][0]["function"] == "Load"  # the target method stands in for a stack
     assert n["context"]["error"] == {"code": "E1", "modules": [{"name": "Shop", "version": "1.0"}]}
 
@@ -176,8 +275,11 @@ def test_documentation_examples():
     assert (err["exception"], err["message"]) == ("System.Exception", "Simple Exception")
     [frame] = err["exceptions"][0]["frames"]
     assert (frame["module"], frame["function"], frame["file"], frame["line"]) == (
-        "Client.Tests.ExceptionlessClientTests", "CanSubmitSimpleException",
-        "ExceptionlessClientTests.cs", 77)
+        "Client.Tests.ExceptionlessClientTests",
+        "CanSubmitSimpleException",
+        "ExceptionlessClientTests.cs",
+        77,
+    )
     assert err["occurred_at"] == NOW  # 2030 is in the future: clamped to now, as the server does
     log = notice(DOC_LOG)
     assert log["user"] == {"identity": "123456789", "name": "Test User"}
@@ -193,12 +295,21 @@ def test_type_defaults_and_heartbeats():
 
 
 def test_properties_known_data_and_the_rest():
-    n = notice({
-        "type": "log", "message": "m", "tags": ["a", "b", "a", "", 3], "geo": "1,2", "value": 1.5, "count": 2,
-        "@request": {"http_method": "GET", "path": "/p", "is_secure": False, "query_string": {"q": "1"}},
-        "@version": "2.0.0", "@submission_method": "manual", "@user_description": {"description": "d"},
-        "custom": {"k": "v"},
-    })
+    n = notice(
+        {
+            "type": "log",
+            "message": "m",
+            "tags": ["a", "b", "a", "", 3],
+            "geo": "1,2",
+            "value": 1.5,
+            "count": 2,
+            "@request": {"http_method": "GET", "path": "/p", "is_secure": False, "query_string": {"q": "1"}},
+            "@version": "2.0.0",
+            "@submission_method": "manual",
+            "@user_description": {"description": "d"},
+            "custom": {"k": "v"},
+        }
+    )
     assert n["tags"] == ["a", "b"]
     assert n["release"] == "2.0.0"
     assert n["cgi"] == {"REQUEST_METHOD": "GET", "PATH_INFO": "/p"}
@@ -228,8 +339,16 @@ def test_pypi_client_traceback_in_the_stack_key():
 
 
 def test_wrongly_typed_properties_are_ignored_not_fatal():
-    n = notice({"type": 5, "message": ["x"], "date": "yesterday", "tags": "one", "reference_id": {"a": 1},
-                "@error": {"type": None, "stack_trace": "not a list", "inner": "no"}})
+    n = notice(
+        {
+            "type": 5,
+            "message": ["x"],
+            "date": "yesterday",
+            "tags": "one",
+            "reference_id": {"a": 1},
+            "@error": {"type": None, "stack_trace": "not a list", "inner": "no"},
+        }
+    )
     assert n["type"] == "5" and n["message"] is None and n["occurred_at"] is None
     assert n["tags"] == ["one"] and "reference_id" not in n
     assert n["exceptions"] == [{"type": None, "message": None, "frames": []}]
@@ -248,17 +367,39 @@ def test_chains_and_stacks_are_bounded():
 
 
 def test_submit_parameters_map_like_the_real_server():
-    event = parse.submit_event([
-        ("access_token", "k"), ("TYPE", "usage"), ("source", "build"), ("message", "m"),
-        ("reference", "r-1234567"),
-        ("date", "2026-01-02T03:04:05Z"), ("count", "3"), ("value", "10.5"), ("geo", "32.85,-96.9613"),
-        ("tags", "a,b"), ("tags", "b,,c"), ("identity", "u1"), ("identity.name", "Ada"), ("x", "1"),
-        ("x", "2"), ("blank", ""), ("Api_Key", "k"),
-    ], path_type="log")
+    event = parse.submit_event(
+        [
+            ("access_token", "k"),
+            ("TYPE", "usage"),
+            ("source", "build"),
+            ("message", "m"),
+            ("reference", "r-1234567"),
+            ("date", "2026-01-02T03:04:05Z"),
+            ("count", "3"),
+            ("value", "10.5"),
+            ("geo", "32.85,-96.9613"),
+            ("tags", "a,b"),
+            ("tags", "b,,c"),
+            ("identity", "u1"),
+            ("identity.name", "Ada"),
+            ("x", "1"),
+            ("x", "2"),
+            ("blank", ""),
+            ("Api_Key", "k"),
+        ],
+        path_type="log",
+    )
     assert event == {
-        "type": "usage", "source": "build", "message": "m", "reference_id": "r-1234567",
-        "date": "2026-01-02T03:04:05Z", "count": 3, "value": 10.5, "geo": "32.85,-96.9613",
-        "tags": ["a", "b", "c"], "data": {"x": ["1", "2"], "@user": {"identity": "u1", "name": "Ada"}},
+        "type": "usage",
+        "source": "build",
+        "message": "m",
+        "reference_id": "r-1234567",
+        "date": "2026-01-02T03:04:05Z",
+        "count": 3,
+        "value": 10.5,
+        "geo": "32.85,-96.9613",
+        "tags": ["a", "b", "c"],
+        "data": {"x": ["1", "2"], "@user": {"identity": "u1", "name": "Ada"}},
     }
     n = notice(event)
     assert n["user"] == {"identity": "u1", "name": "Ada"} and n["data"] == {"x": ["1", "2"]}
@@ -272,10 +413,13 @@ def test_submit_edge_cases():
     assert bad == {"type": "log", "message": "m"}
     # Whatever carried the credential never becomes data, whatever its name.
     assert parse.submit_event([("key", "secret-key"), ("message", "m")], credential="secret-key") == {
-        "type": "log", "message": "m"}
+        "type": "log",
+        "message": "m",
+    }
     patterns = parse.exclusion_patterns({"@@DataExclusions": "*password*, card*"})
-    excluded = parse.submit_event([("Password", "p"), ("card_no", "4111"), ("keep", "1")],
-                                  exclusions=patterns)
+    excluded = parse.submit_event(
+        [("Password", "p"), ("card_no", "4111"), ("keep", "1")], exclusions=patterns
+    )
     assert excluded == {"type": "log", "data": {"keep": "1"}}
 
 
@@ -284,12 +428,21 @@ def test_submit_edge_cases():
 
 def test_user_description_validation():
     full = b'{"email_address": "a@b.c", "description": "it broke", "data": {"k": 1}}'
-    assert parse.user_description(full) == {"email_address": "a@b.c", "description": "it broke",
-                                            "data": {"k": 1}}
+    assert parse.user_description(full) == {
+        "email_address": "a@b.c",
+        "description": "it broke",
+        "data": {"k": 1},
+    }
     nul = b'{"description": "x\\u0000y", "email_address": ""}'
     assert parse.user_description(nul) == {"description": "xy"}
-    for raw in (b"", b"nope", b"[]", b'{"email_address": "a@b.c"}', b'{"description": " "}',
-                b'{"description": "d", "email_address": 5}'):
+    for raw in (
+        b"",
+        b"nope",
+        b"[]",
+        b'{"email_address": "a@b.c"}',
+        b'{"description": " "}',
+        b'{"description": "d", "email_address": 5}',
+    ):
         with pytest.raises(ApiError) as e:
             parse.user_description(raw)
         assert e.value.status == 400
@@ -309,8 +462,17 @@ def test_description_envelope_round_trip_and_notice_decoding_stays_strict():
     broken = codec.encode_description(codec.Description(7, "", {}, NOW))
     with pytest.raises(codec.CodecError):
         codec.decode_any(broken)
-    env: codec.Envelope = {"v": codec.FORMAT, "id": "i", "loc": "l", "pid": 1, "eid": 2, "fp": "f", "gv": 1,
-                           "n": notice(NODE_LOG), "raw": b"{}"}  # type: ignore[typeddict-item]
+    env: codec.Envelope = {
+        "v": codec.FORMAT,
+        "id": "i",
+        "loc": "l",
+        "pid": 1,
+        "eid": 2,
+        "fp": "f",
+        "gv": 1,
+        "n": notice(NODE_LOG),
+        "raw": b"{}",
+    }  # type: ignore[typeddict-item]
     assert codec.decode_any(codec.encode(env)) == codec.decode(codec.encode(env)) == env
 
 

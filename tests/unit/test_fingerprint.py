@@ -13,14 +13,26 @@ from shared.fingerprint import VERSION, default_parts, fingerprint, parameterize
 from shared.model import ExceptionInfo, Frame, Notice, frame
 
 
-def notice(frames: list[Frame] | None = None, type_: str = "NoMethodError", message: str = "boom",
-           chain: list[tuple[str, str, list[Frame]]] | None = None, **extra: object) -> Notice:
-    exceptions: list[ExceptionInfo] = [
-        {"type": t, "message": m, "frames": f} for t, m, f in chain
-    ] if chain else [{"type": type_, "message": message, "frames": frames or []}]
+def notice(
+    frames: list[Frame] | None = None,
+    type_: str = "NoMethodError",
+    message: str = "boom",
+    chain: list[tuple[str, str, list[Frame]]] | None = None,
+    **extra: object,
+) -> Notice:
+    exceptions: list[ExceptionInfo] = (
+        [{"type": t, "message": m, "frames": f} for t, m, f in chain]
+        if chain
+        else [{"type": type_, "message": message, "frames": frames or []}]
+    )
     n: Notice = {
-        "protocol": "exceptioner", "type": "error", "exception": exceptions[0]["type"], "message": message,
-        "environment": "production", "occurred_at": None, "exceptions": exceptions,
+        "protocol": "exceptioner",
+        "type": "error",
+        "exception": exceptions[0]["type"],
+        "message": message,
+        "environment": "production",
+        "occurred_at": None,
+        "exceptions": exceptions,
     }
     n.update(extra)  # type: ignore[typeddict-item]
     return n
@@ -166,8 +178,13 @@ def test_mutual_recursion_counts_once_wherever_the_overflow_struck() -> None:
 
 def test_distinct_frames_are_not_collapsed() -> None:
     a, b, c = frame("app/x.rb", "a"), frame("app/x.rb", "b"), frame("app/x.rb", "c")
-    assert default_parts(notice([a, b, c, a])) == ["NoMethodError", "app/x.rb:a", "app/x.rb:b", "app/x.rb:c",
-                                                   "app/x.rb:a"]
+    assert default_parts(notice([a, b, c, a])) == [
+        "NoMethodError",
+        "app/x.rb:a",
+        "app/x.rb:b",
+        "app/x.rb:c",
+        "app/x.rb:a",
+    ]
 
 
 def test_no_usable_stack_uses_class_and_parameterized_message() -> None:
@@ -275,10 +292,14 @@ _text = st.one_of(st.none(), st.text(max_size=300))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(_text, _text, _text, st.sampled_from([None, True, False])), max_size=40),
-       _text, st.lists(st.text(max_size=30), max_size=3))
-def test_fingerprint_never_raises(raw: list[tuple[str | None, str | None, str | None, bool | None]],
-                                  message: str | None, client: list[str]) -> None:
+@given(
+    st.lists(st.tuples(_text, _text, _text, st.sampled_from([None, True, False])), max_size=40),
+    _text,
+    st.lists(st.text(max_size=30), max_size=3),
+)
+def test_fingerprint_never_raises(
+    raw: list[tuple[str | None, str | None, str | None, bool | None]], message: str | None, client: list[str]
+) -> None:
     frames = [frame(file, function, module=module, in_app=flag) for file, module, function, flag in raw]
     n = notice(frames, message=message or "", client_fingerprint=client)
     assert re.fullmatch(r"[0-9a-f]{40}", fingerprint(n, ("*a*",), ("*b*",)))

@@ -445,10 +445,10 @@ def test_parse_text_php_without_header_keeps_the_called_function() -> None:
 
 def test_parse_text_php_laravel_log_and_thrown_in_only() -> None:
     laravel = (
-        "[2024-03-01 12:00:00] production.ERROR: boom {\"exception\":\"[object] (RuntimeException(code: 0): "
+        '[2024-03-01 12:00:00] production.ERROR: boom {"exception":"[object] (RuntimeException(code: 0): '
         "boom at /var/www/app/Jobs/Sync.php:40)\n[stacktrace]\n"
         "#0 /var/www/vendor/laravel/src/Illuminate/Bus/Dispatcher.php(12): App\\Jobs\\Sync->handle()\n"
-        "#1 {main}\n\"}\n"
+        '#1 {main}\n"}\n'
     )
     assert [(f["file"], f["function"], f["line"]) for f in parse_text(laravel)] == [
         ("/var/www/app/Jobs/Sync.php", "handle", 40),
@@ -775,15 +775,23 @@ def test_path_tail(path: str, expected: str) -> None:
         (frame("/var/www/src/Foo.php", "App\\Foo::make"), "src/Foo.php:make"),
         (frame("/app/api/handler.go", "(*Server).handle.func1"), "api/handler.go:(*Server).handle.func"),
         (frame("/app/main.go", "main.gowrap2", module="main"), "app/main.go:main.gowrap"),
-        (frame(None, "MoveNext", module="Shop.OrderService+<PlaceOrderAsync>d__5"),
-         "Shop.OrderService:PlaceOrderAsync"),
-        (frame("/src/Shop/OrderService.cs", "PlaceOrderAsync", module="Shop.OrderService"),
-         "Shop.OrderService:PlaceOrderAsync"),
+        (
+            frame(None, "MoveNext", module="Shop.OrderService+<PlaceOrderAsync>d__5"),
+            "Shop.OrderService:PlaceOrderAsync",
+        ),
+        (
+            frame("/src/Shop/OrderService.cs", "PlaceOrderAsync", module="Shop.OrderService"),
+            "Shop.OrderService:PlaceOrderAsync",
+        ),
         (frame(None, "<Run>b__0_1", module="Shop.Svc.<>c__DisplayClass5_0"), "Shop.Svc:<Run>b__"),
-        (frame("<generated>", "placeOrder", module="com.shop.OrderService$$SpringCGLIB$$0"),
-         "com.shop.OrderService:placeOrder"),
-        (frame("OrderService.java", "lambda$placeOrder$3", module="com.shop.OrderService"),
-         "com.shop.OrderService:lambda$placeOrder"),
+        (
+            frame("<generated>", "placeOrder", module="com.shop.OrderService$$SpringCGLIB$$0"),
+            "com.shop.OrderService:placeOrder",
+        ),
+        (
+            frame("OrderService.java", "lambda$placeOrder$3", module="com.shop.OrderService"),
+            "com.shop.OrderService:lambda$placeOrder",
+        ),
         (frame("shop.jar!/com/shop/OrderService.class", "placeOrder"), "com.shop.OrderService:placeOrder"),
         (frame("nested:/app/app.jar/!BOOT-INF/classes/!/com/shop/A.class", "run"), "com.shop.A:run"),
         (frame("java.lang.Thread", "run"), "java.lang.Thread:run"),

@@ -4,8 +4,14 @@ from shared.scrub import DEFAULT_FIELDS, FILTERED, fields_for, scrub, scrub_noti
 
 
 def test_sensitive_keys_are_filtered_at_any_depth():
-    data = {"user": {"password": "hunter2", "name": "ann"}, "HTTP_AUTHORIZATION": "Bearer x",
-            "list": [{"api_key": "k"}], "X-Auth-Token": "t", "user_password_confirmation": "p", "empty": ""}
+    data = {
+        "user": {"password": "hunter2", "name": "ann"},
+        "HTTP_AUTHORIZATION": "Bearer x",
+        "list": [{"api_key": "k"}],
+        "X-Auth-Token": "t",
+        "user_password_confirmation": "p",
+        "empty": "",
+    }
     out = scrub(data)
     assert out["user"] == {"password": FILTERED, "name": "ann"}
     assert out["HTTP_AUTHORIZATION"] == FILTERED and out["list"] == [{"api_key": FILTERED}]
@@ -21,8 +27,11 @@ def test_card_numbers_are_filtered_but_other_digits_kept():
 
 
 def test_notice_parts_and_raw_payload():
-    notice = {"message": "card 4111111111111111", "params": {"password": "x", "q": "ok"},
-              "exceptions": [{"type": "E", "message": "m", "frames": []}]}
+    notice = {
+        "message": "card 4111111111111111",
+        "params": {"password": "x", "q": "ok"},
+        "exceptions": [{"type": "E", "message": "m", "frames": []}],
+    }
     out = scrub_notice(notice)
     assert out["params"] == {"password": FILTERED, "q": "ok"} and FILTERED in out["message"]
     raw = orjson.dumps({"event": {"message": "m"}, "context": {"session_key": "abc"}})
