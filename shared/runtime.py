@@ -8,6 +8,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+
+from aiohttp import web
 
 from shared.settings import Settings, SettingsError
 
@@ -89,3 +92,21 @@ def use_uvloop() -> None:
     except ImportError:  # pragma: no cover - optional on platforms without it
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve_http(
+    service: str, make_app: Callable[[Settings], web.Application], port_of: Callable[[Settings], int]
+) -> None:
+    """Run one HTTP service in the foreground; SIGTERM/SIGINT stop accepting, then drain in-flight requests."""
+    setup_logging(service)
+    use_uvloop()
+    settings = resolve_urls(load_settings())
+    web.run_app(
+        make_app(settings),
+        host=settings.host,
+        port=port_of(settings),
+        shutdown_timeout=settings.shutdown_grace,
+        access_log=None,
+        print=None,
+        reuse_port=True,
+    )

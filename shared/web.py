@@ -254,12 +254,39 @@ async def root(_: web.Request) -> web.Response:
     return json_response({})
 
 
-def json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, with Exceptioner's two 400 answers."""
+def json_object(
+    raw: bytes, invalid: str = "Problems parsing JSON", not_object: str = "Body should be a JSON Hash"
+) -> dict[str, Any]:
+    """The body as a JSON object; 400 otherwise (Exceptioner's wording unless a protocol has its own)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise ApiError(400, "Problems parsing JSON") from e
+        raise ApiError(400, invalid) from e
     if not isinstance(data, dict):
-        raise ApiError(400, "Body should be a JSON Hash")
+        raise ApiError(400, not_object)
     return data
+
+
+def validation_failed(errors: list[dict[str, str]]) -> ApiError:
+    """422 in the Exceptioner shape: every bad field with its resource and code."""
+    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
+
+
+def checked_field(
+    errors: list[dict[str, str]],
+    resource: str,
+    obj: dict[str, Any],
+    name: str,
+    kind: type,
+    required: bool = False,
+) -> Any:
+    """obj[name] when it is a `kind`; else None, with a `missing_field` / `invalid` entry in errors."""
+    value = obj.get(name)
+    if value is None or value == "":
+        if required:
+            errors.append({"resource": resource, "field": name, "code": "missing_field"})
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        errors.append({"resource": resource, "field": name, "code": "invalid"})
+        return None
+    return value

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from services.gateway.app import create_app
-from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
+from shared.runtime import serve_http
 
 
 def main() -> None:
-    setup_logging("gateway")
-    use_uvloop()
-    settings = resolve_urls(load_settings())
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.gateway_port,
-        shutdown_timeout=settings.shutdown_grace,
-        access_log=None,
-        print=None,
-        reuse_port=True,
-    )
+    serve_http("gateway", create_app, lambda s: s.gateway_port)
 
 
 if __name__ == "__main__":

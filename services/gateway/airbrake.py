@@ -11,13 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from services.gateway.ingest import authenticate, body, enqueue
 from services.gateway.state import SETTINGS
 from shared.model import ExceptionInfo, Frame, Notice
-from shared.web import ApiError, Handler, json_response
+from shared.web import ApiError, Handler, json_object, json_response
 
 DEFAULT_DELAY = "60"
 ASYNC_PREFIX = "async "
@@ -98,12 +97,7 @@ def _dict(data: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 def parse_notice(raw: bytes) -> Notice:
     """A v3 notice body into the canonical notice; errors[] run from the error raised to its causes."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise ApiError(400, "Notice body is not valid JSON") from e
-    if not isinstance(data, dict):
-        raise ApiError(400, "Notice body should be a JSON object")
+    data = json_object(raw, "Notice body is not valid JSON", "Notice body should be a JSON object")
     errors = data.get("errors")
     if not isinstance(errors, list) or not errors:
         raise ApiError(400, "errors should be a non-empty array")

@@ -20,7 +20,15 @@ from services.gateway.state import SETTINGS
 from shared.frames import parse_line
 from shared.model import Frame, Notice, frame
 from shared.timeutil import parse_iso
-from shared.web import ApiError, credential, credential_from_params, json_object, json_response
+from shared.web import (
+    ApiError,
+    checked_field,
+    credential,
+    credential_from_params,
+    json_object,
+    json_response,
+    validation_failed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +48,6 @@ class Submission:
 
     payload: dict[str, Any]
     raw: bytes  # the payload as submitted, without wrapper or credential fields
-
-
-def validation_failed(errors: list[dict[str, str]]) -> ApiError:
-    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
 
 
 def _is_form(content_type: str, raw: bytes) -> bool:
@@ -94,25 +98,6 @@ def read_submission(raw: bytes, content_type: str) -> Submission:
     return Submission(payload, orjson.dumps(payload))
 
 
-def _field(
-    errors: list[dict[str, str]],
-    resource: str,
-    obj: dict[str, Any],
-    name: str,
-    kind: type,
-    required: bool = False,
-) -> Any:
-    value = obj.get(name)
-    if value is None or value == "":
-        if required:
-            errors.append({"resource": resource, "field": name, "code": "missing_field"})
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        errors.append({"resource": resource, "field": name, "code": "invalid"})
-        return None
-    return value
-
-
 def _strings(value: Any) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
@@ -154,14 +139,14 @@ def parse_frame(errors: list[dict[str, str]], data: Any, root: str | None) -> Fr
     if not isinstance(data, dict):
         errors.append({"resource": "Backtrace", "field": "backtrace", "code": "invalid"})
         return None
-    file = _field(errors, "Backtrace", data, "file", str)
-    method = _field(errors, "Backtrace", data, "method", str)
+    file = checked_field(errors, "Backtrace", data, "file", str)
+    method = checked_field(errors, "Backtrace", data, "method", str)
     number, ok = _line_number(data.get("number"))
     if not ok:
         errors.append({"resource": "Backtrace", "field": "number", "code": "invalid"})
     f = frame(strip_root(file, root), method, number)
     _ruby_label(f)
-    context_line = _field(errors, "Backtrace", data, "context_line", str)
+    context_line = checked_field(errors, "Backtrace", data, "context_line", str)
     if context_line is not None:
         f["context_line"] = context_line
     for name in ("pre_context", "post_context"):
@@ -211,17 +196,17 @@ def _dedupe(errors: list[dict[str, str]]) -> list[dict[str, str]]:
 def parse_payload(payload: dict[str, Any]) -> Notice:
     """The CrashLog interfaces into the canonical notice; 422 naming every bad interface or field."""
     errors: list[dict[str, str]] = []
-    notifier = _field(errors, "Payload", payload, "notifier", dict, required=True)
-    event = _field(errors, "Payload", payload, "event", dict, required=True) or {}
-    backtrace = _field(errors, "Payload", payload, "backtrace", list) or []
-    environment = _field(errors, "Payload", payload, "environment", dict) or {}
-    context = _field(errors, "Payload", payload, "context", dict) or {}
-    class_name = _field(errors, "Event", event, "class_name", str)
-    message = _field(errors, "Event", event, "message", str)
+    notifier = checked_field(errors, "Payload", payload, "notifier", dict, required=True)
+    event = checked_field(errors, "Payload", payload, "event", dict, required=True) or {}
+    backtrace = checked_field(errors, "Payload", payload, "backtrace", list) or []
+    environment = checked_field(errors, "Payload", payload, "environment", dict) or {}
+    context = checked_field(errors, "Payload", payload, "context", dict) or {}
+    class_name = checked_field(errors, "Event", event, "class_name", str)
+    message = checked_field(errors, "Event", event, "message", str)
     occurred = _occurred_at(errors, event)
-    env_name = _field(errors, "Environment", environment, "name", str)
-    root = _field(errors, "Environment", environment, "project_root", str)
-    hostname = _field(errors, "Context", context, "hostname", str)
+    env_name = checked_field(errors, "Environment", environment, "name", str)
+    root = checked_field(errors, "Environment", environment, "project_root", str)
+    hostname = checked_field(errors, "Context", context, "hostname", str)
     frames = [f for f in (parse_frame(errors, d, root) for d in backtrace) if f is not None]
     if errors:
         raise validation_failed(_dedupe(errors))

@@ -10,46 +10,23 @@ from services.gateway.ingest import authenticate, body, enqueue
 from shared.frames import parse_line
 from shared.model import Notice
 from shared.timeutil import iso
-from shared.web import ApiError, json_object, json_response
-
-
-def validation_failed(errors: list[dict[str, str]]) -> ApiError:
-    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
-
-
-def _check(
-    errors: list[dict[str, str]],
-    resource: str,
-    obj: dict[str, Any],
-    field: str,
-    kind: type,
-    required: bool = False,
-) -> Any:
-    value = obj.get(field)
-    if value is None or value == "":
-        if required:
-            errors.append({"resource": resource, "field": field, "code": "missing_field"})
-        return None
-    if not isinstance(value, kind):
-        errors.append({"resource": resource, "field": field, "code": "invalid"})
-        return None
-    return value
+from shared.web import checked_field, json_object, json_response, validation_failed
 
 
 def parse_notice(data: dict[str, Any]) -> Notice:
     """A v1 notice body into the canonical notice; 422 naming every bad field."""
     errors: list[dict[str, str]] = []
-    message = _check(errors, "Notice", data, "message", str, required=True)
-    err = _check(errors, "Notice", data, "error", dict, required=True) or {}
-    exception = _check(errors, "Error", err, "exception", str, required=True)
-    backtrace = _check(errors, "Error", err, "backtrace", list) or []
+    message = checked_field(errors, "Notice", data, "message", str, required=True)
+    err = checked_field(errors, "Notice", data, "error", dict, required=True) or {}
+    exception = checked_field(errors, "Error", err, "exception", str, required=True)
+    backtrace = checked_field(errors, "Error", err, "backtrace", list) or []
     if any(not isinstance(line, str) for line in backtrace):
         errors.append({"resource": "Error", "field": "backtrace", "code": "invalid"})
-    params = _check(errors, "Error", err, "parameters", dict)
-    session = _check(errors, "Error", err, "session", dict)
-    cgi = _check(errors, "Error", err, "environment", dict)
-    file = _check(errors, "Error", err, "file", str)
-    mode = _check(errors, "Error", err, "mode", str)
+    params = checked_field(errors, "Error", err, "parameters", dict)
+    session = checked_field(errors, "Error", err, "session", dict)
+    cgi = checked_field(errors, "Error", err, "environment", dict)
+    file = checked_field(errors, "Error", err, "file", str)
+    mode = checked_field(errors, "Error", err, "mode", str)
     if errors:
         raise validation_failed(errors)
     text = message or ""

@@ -12,13 +12,9 @@ from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
 from services.query.state import KEYS, POOL
-from shared.web import ApiError, json_response
+from shared.web import json_response, validation_failed
 
 COLUMNS = "id, project_id, environment, author, repository, revision, created_at, updated_at"
-
-
-def validation(errors: list[dict[str, str]]) -> ApiError:
-    return ApiError(422, "Validation failed", {"message": "Validation failed", "errors": errors})
 
 
 async def list_deploys(request: web.Request) -> web.Response:
@@ -74,7 +70,7 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
     if not isinstance(resolve, bool):
         errors.append({"resource": "Deploy", "field": "resolve_errors", "code": "invalid"})
     if errors:
-        raise validation(errors)
+        raise validation_failed(errors)
     out["project_id"] = project_id
     out["resolve_errors"] = resolve
     return out
@@ -85,7 +81,7 @@ async def create_deploy(request: web.Request) -> web.Response:
     fields = _deploy_fields(request, await json_hash(request))
     async with request.app[POOL].acquire() as conn:
         if not await conn.fetchval("SELECT true FROM projects WHERE id = $1", fields["project_id"]):
-            raise validation([{"resource": "Project", "field": "project_id", "code": "missing"}])
+            raise validation_failed([{"resource": "Project", "field": "project_id", "code": "missing"}])
         async with conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO deploys (project_id, environment, author, repository, revision)"
