@@ -6,6 +6,7 @@ context, user and data, and to the raw payload kept for `/api/locate`.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -39,7 +40,26 @@ DEFAULT_FIELDS = frozenset(
     }
 )
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_RAW_HINT = re.compile(rb"(?:\d[ -]?){12,18}\d")
+# Cheap pre-filters for how card numbers are written: 13-19 digits in a row, or groups (4-4-4-4,
+# 4-6-5) split by spaces or dashes. Only text that passes them meets the exact, Luhn-checked
+# pattern. Regex scans cost ~50 ns a byte here; a byte translation and a few substring searches
+# cost a tenth of that, which matters on a worker writing 20,000 notices a second.
+_CARD_HINT = re.compile(r"\d{13,19}|\d{4}[ -]\d{4,6}[ -]\d{4,5}")
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 if i in (32, 45) else 120 for i in range(256))  # 0, space, x
+_RAW_SHAPES = (b"0" * 13, b"0000 0000", b"0000 000000 0000")
+
+
+def _raw_has_card_shape(raw: bytes) -> bool:
+    shaped = raw.translate(_DIGITS)
+    return any(shape in shaped for shape in _RAW_SHAPES)
+
+
+@functools.lru_cache(maxsize=64)
+def _name_hints(fields: frozenset[str]) -> tuple[bytes, ...]:
+    """The fewest substrings that still catch every sensitive name, in either spelling (- or _)."""
+    names = {v for f in fields for v in (f.replace("-", "_"), f.replace("_", "-"))}
+    kept = [n for n in names if not any(o != n and o in n for o in names)]
+    return tuple(sorted(n.encode() for n in kept))
 
 
 def _luhn(digits: str) -> bool:
@@ -57,10 +77,24 @@ def _card_sub(match: re.Match[str]) -> str:
     return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
 
 
+@functools.lru_cache(maxsize=4096)
 def sensitive(key: str, fields: frozenset[str]) -> bool:
-    """A key is sensitive when any configured name is part of it (`user_password`, `X-Auth-Token`)."""
+    """A key is sensitive when any configured name is part of it (`user_password`, `X-Auth-Token`).
+
+    Cached: the same few hundred key names come back in every notice.
+    """
     k = key.lower().replace("-", "_")
-    return any(f.replace("-", "_") in k for f in fields)
+    words = None
+    for f in fields:
+        f = f.replace("-", "_")
+        if len(f) > 4:
+            if f in k:
+                return True
+        else:  # short names (ssn, pwd, cvv) only as whole words: "classname" is not an SSN
+            words = words or set(k.replace(".", "_").split("_"))
+            if f in words:
+                return True
+    return False
 
 
 def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -> Any:
@@ -74,7 +108,7 @@ def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -
         }
     if isinstance(value, list):
         return [scrub(v, fields, depth + 1) for v in value]
-    if isinstance(value, str) and len(value) >= 13 and _CARD.search(value):
+    if isinstance(value, str) and len(value) >= 13 and _CARD_HINT.search(value) and _CARD.search(value):
         return _CARD.sub(_card_sub, value)
     return value
 
@@ -95,14 +129,14 @@ def scrub_notice(notice: dict[str, Any], fields: frozenset[str] = DEFAULT_FIELDS
 def scrub_raw(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
     """The raw JSON payload scrubbed; untouched bytes when nothing in it could be sensitive (cheap check)."""
     lowered = raw.lower()
-    if not any(f.encode() in lowered for f in fields) and not _RAW_HINT.search(raw):
+    if not any(hint in lowered for hint in _name_hints(fields)) and not _raw_has_card_shape(raw):
         return raw
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return (
             raw
-            if not _RAW_HINT.search(raw)
+            if not _raw_has_card_shape(raw)
             else _CARD.sub(_card_sub, raw.decode("utf-8", "replace")).encode()
         )
     return orjson.dumps(scrub(data, fields))

@@ -44,3 +44,8 @@ def test_project_settings_extend_or_disable():
     assert fields_for({}) == DEFAULT_FIELDS
     assert "ssn_last4" in fields_for({"scrub_fields": ["SSN_LAST4"]})
     assert fields_for({"scrub": False}) is None
+
+
+def test_short_names_match_whole_words_only():
+    out = scrub({"className": "Foo", "ssn": "123-45-6789", "user_ssn": "x", "cwd": "/app", "pwd": "p"})
+    assert out == {"className": "Foo", "ssn": FILTERED, "user_ssn": FILTERED, "cwd": "/app", "pwd": FILTERED}
