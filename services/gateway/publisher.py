@@ -1,8 +1,13 @@
 """Queueing accepted notices: XADDs coalesced across concurrent requests, and load shedding.
 
 Requests hand their entries to one flusher task, which sends everything that piled up while the
-previous round trip was in flight as one pipeline. A request is answered only after Redis
-acknowledged its XADDs, so a 2xx always means "queued".
+previous round trip was in flight as one script call that XADDs them all. A request is answered
+only after Redis acknowledged its XADDs, so a 2xx always means "queued".
+
+One EVALSHA instead of a pipeline of XADDs: redis-py spends about 20 us of Python per pipelined
+command (packing, then parsing each reply), which at a few thousand notices per second was a
+tenth of the gateway's CPU; the script's single reply (the ids joined by spaces) costs almost
+nothing to parse.
 """
 
 from __future__ import annotations
@@ -19,6 +24,20 @@ logger = logging.getLogger(__name__)
 
 GROUP = "workers"
 RETRY_AFTER = "5"
+MAX_PER_CALL = 2000  # entries per script call: bounds how long one call holds the Redis server
+
+# KEYS[1]: the stream. ARGV: per entry its field count n, then its n field/value pairs.
+# Returns the new entry ids joined by single spaces.
+_XADD_ALL = """
+local ids, i, k, argc = {}, 1, 0, #ARGV
+while i <= argc do
+    local n = tonumber(ARGV[i])
+    k = k + 1
+    ids[k] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + 2 * n))
+    i = i + 2 * n + 1
+end
+return table.concat(ids, ' ')
+"""
 
 
 def unavailable(reason: str) -> ApiError:
@@ -43,6 +62,7 @@ class Publisher:
         self._limit = backlog_limit
         self._pending: list[tuple[list[dict[bytes, bytes]], asyncio.Future[list[bytes]]]] = []
         self._wake = asyncio.Event()
+        self._xadd_all = redis.register_script(_XADD_ALL)
         self.backlog = 0
         self.published = 0
 
@@ -67,15 +87,26 @@ class Publisher:
             if batch:
                 await self._flush(batch)
 
-    async def _flush(
-        self, batch: list[tuple[list[dict[bytes, bytes]], asyncio.Future[list[bytes]]]]
-    ) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+    async def _flush(self, batch: list[tuple[list[dict[bytes, bytes]], asyncio.Future[list[bytes]]]]) -> None:
+        args: list[bytes | int] = []
+        calls: list[list[bytes | int]] = []
+        count = 0
         for entries, _ in batch:
             for fields in entries:
-                pipe.xadd(self._stream, fields)  # type: ignore[arg-type]
+                args.append(len(fields))
+                for name, value in fields.items():
+                    args += (name, value)
+                count += 1
+                if count % MAX_PER_CALL == 0:
+                    calls.append(args)
+                    args = []
+        if args:
+            calls.append(args)
         try:
-            ids = await pipe.execute()
+            ids: list[bytes] = []
+            for call in calls:
+                reply = await self._xadd_all(keys=[self._stream], args=call)
+                ids += reply.split(b" ") if isinstance(reply, bytes) else [i.encode() for i in reply.split()]
         except (RedisError, OSError) as e:
             logger.warning("xadd failed entries=%d error=%r", sum(len(e_) for e_, _ in batch), e)
             for _, fut in batch:

@@ -1,0 +1,1 @@
+"""The benchmark suite: `make bench` (full, writes BENCHMARKS.md) and `make bench-smoke` (CI)."""

@@ -1,0 +1,99 @@
+"""Stream entries and stored rows made without HTTP: the worker benchmark's backlog and the read side's
+million notices. Notices are built by the gateway's own parser and fingerprinting, then given fresh ids."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from services.gateway.exceptioner import parse_notice
+from services.gateway.publisher import Publisher
+from shared import codec, ids
+from shared.fingerprint import VERSION, fingerprint
+from tests.bench.payloads import exceptioner
+from tests.bench.stack import Project
+
+
+@dataclass(frozen=True)
+class Template:
+    """One distinct error: its canonical notice, fingerprint, error id and submitted body."""
+
+    notice: dict[str, Any]
+    fp: str
+    eid: int
+    raw: bytes
+
+
+def templates(project: Project, errors: int, with_raw: bool = True) -> list[Template]:
+    out = []
+    for v in range(errors):
+        body = exceptioner(project, v, 1).body
+        notice = parse_notice(orjson.loads(body))
+        # Distinct controllers per variant give distinct stacks, hence distinct errors.
+        fp = fingerprint(notice)
+        out.append(
+            Template(
+                dict(notice),
+                fp,
+                ids.error_id(project.id, notice["environment"], fp),
+                body if with_raw else b"",
+            )
+        )
+    return out
+
+
+def envelope(project: Project, t: Template, ms: int) -> codec.Envelope:
+    return {
+        "v": codec.FORMAT,
+        "id": str(ids.uuid7(ms)),
+        "loc": str(uuid.uuid4()),
+        "pid": project.id,
+        "eid": t.eid,
+        "fp": t.fp,
+        "gv": VERSION,
+        "n": t.notice,  # type: ignore[typeddict-item]
+        "raw": t.raw,
+    }
+
+
+def entries(
+    project: Project, tpls: list[Template], count: int, seed: int = 1
+) -> Iterator[dict[bytes, bytes]]:
+    """Stream fields for `count` notices spread uniformly at random over the templates, received now.
+
+    Uniform is the hard case for the worker: a batch touches as many distinct errors as it can.
+    """
+    rng = random.Random(seed)
+    now = ids.uuid7_ms(ids.uuid7())
+    for i in range(count):
+        yield codec.encode(envelope(project, tpls[rng.randrange(len(tpls))], now + i // 1000))
+
+
+async def fill_stream(
+    redis: aioredis.Redis, stream: str, project: Project, tpls: list[Template], count: int, chunk: int = 1000
+) -> None:
+    """Queue `count` notices with the gateway's own publisher, `chunk` at a time."""
+    publisher = Publisher(redis, stream, backlog_limit=1 << 40)
+    task = asyncio.create_task(publisher.run())
+    try:
+        batch: list[dict[bytes, bytes]] = []
+        for fields in entries(project, tpls, count):
+            batch.append(fields)
+            if len(batch) >= chunk:
+                await publisher.publish(batch)
+                batch = []
+        if batch:
+            await publisher.publish(batch)
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
