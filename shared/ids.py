@@ -22,19 +22,21 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
     the clock steps back, still sort in the order they were made.
     """
     global _last_ms, _seq
+    now = time.time_ns() // 1_000_000
     if ms is None:
-        ms = time.time_ns() // 1_000_000
+        ms = now
+    elif abs(ms - now) > _MAX_STEP_BACK_MS:
+        # A caller's explicit, distant time (imports, tests): outside the process's sequence.
+        return _make(ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
     if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
         ms = _last_ms
         _seq += 1
         if _seq > 0xFFF:  # counter exhausted: borrow the next millisecond
             ms = _last_ms = _last_ms + 1
             _seq = 0
-    elif ms > _last_ms:
+    else:
         _last_ms = ms
         _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF  # random start, headroom to count up
-    else:  # far before the last id (a caller's explicit time): leave the process's sequence alone
-        return _make(ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
     return _make(ms, _seq)
 
 

@@ -1,3 +1,4 @@
+import time
 import uuid
 
 import pytest
@@ -14,16 +15,18 @@ def restore_clock_state(monkeypatch):
 
 
 def test_uuid7_is_versioned_time_ordered_and_monotonic_within_a_millisecond():
-    ids = [uuid7(1_700_000_000_000) for _ in range(5000)]
+    now = time.time_ns() // 1_000_000
+    ids = [uuid7(now) for _ in range(5000)]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
     assert ids == sorted(ids) and len(set(ids)) == 5000
-    assert uuid7_ms(ids[0]) == 1_700_000_000_000
-    assert uuid7_ms(ids[-1]) - 1_700_000_000_000 <= 2  # counter overflow borrows a millisecond at most
+    assert uuid7_ms(ids[0]) == now
+    assert uuid7_ms(ids[-1]) - now <= 2  # counter overflow borrows a millisecond at most
 
 
 def test_clock_stepping_back_still_sorts_after():
-    a = uuid7(1_800_000_000_000)
-    b = uuid7(1_799_999_999_000)
+    now = time.time_ns() // 1_000_000
+    a = uuid7(now)
+    b = uuid7(now - 1000)
     assert b > a
 
 
@@ -35,6 +38,8 @@ def test_error_id_is_stable_positive_and_javascript_safe():
 
 
 def test_an_explicit_distant_time_does_not_pin_later_ids():
-    future = uuid7(1_900_000_000_000)
-    now = uuid7(1_700_000_000_000)
-    assert uuid7_ms(now) == 1_700_000_000_000 and uuid7_ms(future) == 1_900_000_000_000
+    future = uuid7(1_900_000_000_000_0)
+    past = uuid7(1_700_000_000_000)
+    assert uuid7_ms(past) == 1_700_000_000_000 and uuid7_ms(future) == 1_900_000_000_000_0
+    ids = [uuid7() for _ in range(100)]
+    assert ids == sorted(ids) and abs(uuid7_ms(ids[0]) - time.time_ns() // 1_000_000) < 1000
