@@ -19,10 +19,13 @@ from tests.bench.stack import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def test_every_benchmark_completes_and_stores_what_it_accepted(tmp_path: Path) -> None:
+def test_every_benchmark_completes_and_stores_what_it_accepted(tmp_path: Path, servers) -> None:
     raw = tmp_path / "figures.json"
     report = tmp_path / "BENCHMARKS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
+    # The suite's servers: the local ones, or the embedded ones when none answer.
+    env["FAULTLINE_BENCH_ADMIN_DSN"] = servers.admin_dsn
+    env["FAULTLINE_BENCH_REDIS_URL"] = servers.redis_url
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--smoke", "--out", str(report), "--json", str(raw)],
         cwd=ROOT,
