@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -34,6 +35,8 @@ def node_modules() -> Path:
     """tests/node/node_modules, installed from the lock file the first time."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
+        if os.environ.get("CI") == "true":  # on CI a missing runtime is a failure, never a quiet skip
+            pytest.fail("node and npm are needed to drive @exceptionless/node (CI=true)")
         pytest.skip("node and npm are needed to drive @exceptionless/node")
     modules = NODE_DIR / "node_modules"
     if not (modules / "@exceptionless" / "node" / "package.json").exists():

@@ -97,7 +97,9 @@ def app_dir(tmp_path: Path) -> Path:
 def node_sdks() -> Path:
     """tests/node_sentry with its npm packages installed (once; node_modules stays out of git)."""
     if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("needs node and npm")
+        if os.environ.get("CI") == "true":  # on CI a missing runtime is a failure, never a quiet skip
+            pytest.fail("needs node and npm to drive @sentry/node and @airbrake/node (CI=true)")
+        pytest.skip("needs node and npm to drive @sentry/node and @airbrake/node")
     wanted = (
         NODE_DIR / "node_modules" / "@sentry" / "node",
         NODE_DIR / "node_modules" / "@airbrake" / "node",
