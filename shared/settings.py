@@ -62,6 +62,7 @@ class Settings:
     query_port: int = 8001
     public_url: str = "http://127.0.0.1:8001"
     workers: int = 2
+    gateway_processes: int = 1  # gateway children of `faultline up`, sharing the port (SO_REUSEPORT)
     # Not in the contract; operators' knobs with sensible defaults.
     stream_prefix: str = "faultline"  # stream keys: {prefix}:notices, {prefix}:dead
     max_body: int = 1 << 20  # bytes on the wire
@@ -100,6 +101,7 @@ class Settings:
             query_port=_int(e, "FAULTLINE_QUERY_PORT", 8001, 0, 65535),
             public_url=public.rstrip("/"),
             workers=_int(e, "FAULTLINE_WORKERS", 2, 0, 256),
+            gateway_processes=_int(e, "FAULTLINE_GATEWAY_PROCESSES", 1, 1, 64),
             stream_prefix=prefix,
             max_body=_int(e, "FAULTLINE_MAX_BODY", d.max_body, 1024),
             max_decompressed=_int(e, "FAULTLINE_MAX_DECOMPRESSED", d.max_decompressed, 1024),
@@ -125,6 +127,7 @@ class Settings:
             "FAULTLINE_QUERY_PORT": str(self.query_port),
             "FAULTLINE_PUBLIC_URL": self.public_url,
             "FAULTLINE_WORKERS": str(self.workers),
+            "FAULTLINE_GATEWAY_PROCESSES": str(self.gateway_processes),
             "FAULTLINE_STREAM_PREFIX": self.stream_prefix,
             "FAULTLINE_MAX_BODY": str(self.max_body),
             "FAULTLINE_MAX_DECOMPRESSED": str(self.max_decompressed),

@@ -123,10 +123,10 @@ def up(settings: Settings) -> int:
         applied = asyncio.run(_migrate(settings.database_url))
         print(f"faultline: migrations applied: {', '.join(applied) or 'none pending'}", flush=True)
         env = {**os.environ, **settings.to_env()}
-        gateway = Child("gateway", "services.gateway")
+        gateways = [Child(f"gateway-{i + 1}", "services.gateway") for i in range(settings.gateway_processes)]
         query = Child("query", "services.query")
         workers = [Child(f"worker-{i + 1}", "services.worker") for i in range(settings.workers)]
-        children = [gateway, *workers, query]
+        children = [*gateways, *workers, query]
         for c in children:
             c.start(env)
         deadline = time.monotonic() + 30
@@ -140,7 +140,11 @@ def up(settings: Settings) -> int:
                 f"faultline: query    {base}:{settings.query_port}  (public URL {settings.public_url})",
                 flush=True,
             )
-            print(f"faultline: workers  {settings.workers}; Ctrl-C stops everything", flush=True)
+            print(
+                f"faultline: workers  {settings.workers}, gateway processes {settings.gateway_processes};"
+                " Ctrl-C stops everything",
+                flush=True,
+            )
         else:
             print("faultline: services did not become healthy within 30 s; see the log above", flush=True)
         while not stopping:
@@ -164,7 +168,7 @@ def up(settings: Settings) -> int:
         print(
             "faultline: stopping: gateway first, then workers (finishing their batch), then query", flush=True
         )
-        _stop([gateway], settings.shutdown_grace)
+        _stop(gateways, settings.shutdown_grace)
         _stop(workers, settings.shutdown_grace)
         _stop([query], settings.shutdown_grace)
         return 0

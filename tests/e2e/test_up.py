@@ -208,3 +208,26 @@ async def test_embedded_servers_when_nothing_is_configured(tmp_path: Path):
     finally:
         assert proc.stop() == 0
     assert not (tmp_path / "data" / "servers.json").exists()
+
+
+async def test_several_gateway_processes_share_the_port(settings: Settings, tmp_path: Path):
+    assert settings.database_url and settings.redis_url
+    env = base_env(
+        tmp_path,
+        FAULTLINE_DATABASE_URL=settings.database_url,
+        FAULTLINE_REDIS_URL=settings.redis_url,
+        FAULTLINE_GATEWAY_PROCESSES="2",
+        FAULTLINE_WORKERS="1",
+    )
+    proc = Up(env, tmp_path / "up.log")
+    try:
+        proc.wait_ready()
+        assert len(proc.children("services.gateway")) == 2
+        project = cli(env, "project", "create", "two-gateways")
+        token = str(cli(env, "token", "create")["token"])
+        await asyncio.sleep(1.2)
+        async with aiohttp.ClientSession() as session:
+            answers = await send(session, proc, str(project["client_key"]), 40, "TwoGatewaysError")
+            await wait_count(session, proc, token, answers[0]["error_id"], 40, timeout=10)
+    finally:
+        assert proc.stop() == 0
