@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.gateway.publisher import DUPLICATE
 from services.gateway.state import KEYS, LIMITER, PUBLISHER, SETTINGS
 from shared import codec, ids
 from shared.fingerprint import VERSION, fingerprint
@@ -25,6 +27,7 @@ class Accepted:
     error_id: int
     fingerprint: str
     received_at: float
+    duplicate: bool = False  # its once-key was seen within the hour: not queued again
 
 
 def authenticate(request: web.Request, key: str | None = None) -> Project:
@@ -47,7 +50,10 @@ def _settings_patterns(project: Project, name: str) -> tuple[str, ...]:
 
 
 async def enqueue(
-    request: web.Request, project: Project, notices: list[tuple[Notice, bytes]]
+    request: web.Request,
+    project: Project,
+    notices: list[tuple[Notice, bytes]],
+    once: list[str] | None = None,
 ) -> list[Accepted]:
     """Fingerprint, assign ids, and queue; returns once Redis holds every entry (else 503)."""
     app_patterns = _settings_patterns(project, "app_patterns")
@@ -78,10 +84,13 @@ async def enqueue(
         accepted.append(Accepted(nid, loc, eid, fp, now_ms / 1000))
     if entries:
         await request.app[LIMITER].check(project, len(entries))
-        await request.app[PUBLISHER].publish(entries)
+        stream_ids = await request.app[PUBLISHER].publish(entries, once)
         metrics = request.app[METRICS]
-        for notice, _ in notices:
-            metrics.inc("notices_accepted_total", protocol=notice["protocol"])
+        for i, ((notice, _), sid) in enumerate(zip(notices, stream_ids, strict=True)):
+            if sid == DUPLICATE:
+                accepted[i] = dataclasses.replace(accepted[i], duplicate=True)
+            else:
+                metrics.inc("notices_accepted_total", protocol=notice["protocol"])
     return accepted
 
 

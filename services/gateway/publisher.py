@@ -26,18 +26,30 @@ GROUP = "workers"
 RETRY_AFTER = "5"
 MAX_PER_CALL = 2000  # entries per script call: bounds how long one call holds the Redis server
 
-# KEYS[1]: the stream. ARGV: per entry its field count n, then its n field/value pairs.
-# Returns the new entry ids joined by single spaces.
+# KEYS[1]: the stream. ARGV[1]: seconds a once-key lives. Then per entry: its once-key ('' for
+# none), its field count n, and its n field/value pairs. An entry whose once-key already exists is
+# not added ('-' in its place): claim and XADD happen together, so a failed call claims nothing.
+# Returns the new entry ids joined by single spaces. (Once-keys are not in KEYS: fine on one
+# Redis node, which is what the gateway talks to; a cluster would need them in the stream's slot.)
 _XADD_ALL = """
-local ids, i, k, argc = {}, 1, 0, #ARGV
+local ttl, ids, i, k, argc = ARGV[1], {}, 2, 0, #ARGV
 while i <= argc do
-    local n = tonumber(ARGV[i])
+    local once, n = ARGV[i], tonumber(ARGV[i + 1])
     k = k + 1
-    ids[k] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + 2 * n))
-    i = i + 2 * n + 1
+    if once == '' or redis.call('SET', once, '1', 'NX', 'EX', ttl) then
+        ids[k] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + 2 * n))
+    else
+        ids[k] = '-'
+    end
+    i = i + 2 + 2 * n
 end
 return table.concat(ids, ' ')
 """
+DUPLICATE = b"-"
+ONCE_TTL = 3600  # seconds a once-key is remembered (Sentry event ids: SDK retries come within minutes)
+
+
+Pending = tuple[list[dict[bytes, bytes]], list[str], "asyncio.Future[list[bytes]]"]
 
 
 def unavailable(reason: str) -> ApiError:
@@ -60,7 +72,7 @@ class Publisher:
         self._redis = redis
         self._stream = stream
         self._limit = backlog_limit
-        self._pending: list[tuple[list[dict[bytes, bytes]], asyncio.Future[list[bytes]]]] = []
+        self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._xadd_all = redis.register_script(_XADD_ALL)
         self.backlog = 0
@@ -70,12 +82,13 @@ class Publisher:
     def overloaded(self) -> bool:
         return self.backlog >= self._limit
 
-    async def publish(self, entries: list[dict[bytes, bytes]]) -> list[bytes]:
-        """Queue entries; returns their stream ids once Redis has them. 503 when it cannot."""
+    async def publish(self, entries: list[dict[bytes, bytes]], once: list[str] | None = None) -> list[bytes]:
+        """Queue entries; returns their stream ids once Redis has them (`DUPLICATE` for an entry whose
+        once-key was seen in the last hour, which is then not queued). 503 when it cannot."""
         if self.overloaded:
             raise unavailable(f"Backlog of {self.backlog} notices is over the limit; retry later")
         fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-        self._pending.append((entries, fut))
+        self._pending.append((entries, once or [""] * len(entries), fut))
         self._wake.set()
         return await fut
 
@@ -87,20 +100,20 @@ class Publisher:
             if batch:
                 await self._flush(batch)
 
-    async def _flush(self, batch: list[tuple[list[dict[bytes, bytes]], asyncio.Future[list[bytes]]]]) -> None:
-        args: list[bytes | int] = []
-        calls: list[list[bytes | int]] = []
+    async def _flush(self, batch: list[Pending]) -> None:
+        args: list[bytes | int | str] = [ONCE_TTL]
+        calls: list[list[bytes | int | str]] = []
         count = 0
-        for entries, _ in batch:
-            for fields in entries:
-                args.append(len(fields))
+        for entries, once, _ in batch:
+            for fields, key in zip(entries, once, strict=True):
+                args += (key, len(fields))
                 for name, value in fields.items():
                     args += (name, value)
                 count += 1
                 if count % MAX_PER_CALL == 0:
                     calls.append(args)
-                    args = []
-        if args:
+                    args = [ONCE_TTL]
+        if len(args) > 1:
             calls.append(args)
         try:
             ids: list[bytes] = []
@@ -108,18 +121,19 @@ class Publisher:
                 reply = await self._xadd_all(keys=[self._stream], args=call)
                 ids += reply.split(b" ") if isinstance(reply, bytes) else [i.encode() for i in reply.split()]
         except (RedisError, OSError) as e:
-            logger.warning("xadd failed entries=%d error=%r", sum(len(e_) for e_, _ in batch), e)
-            for _, fut in batch:
+            logger.warning("xadd failed entries=%d error=%r", count, e)
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(unavailable("Queue unavailable; retry later"))
             return
         pos = 0
-        for entries, fut in batch:
+        for entries, _, fut in batch:
             if not fut.done():
                 fut.set_result(ids[pos : pos + len(entries)])
             pos += len(entries)
-        self.published += pos
-        self.backlog += pos
+        added = len(ids) - ids.count(DUPLICATE)
+        self.published += added
+        self.backlog += added
 
     async def watch_backlog(self, interval: float = 0.5) -> None:
         """Keep `backlog` = entries undelivered + delivered but unacknowledged."""

@@ -4,8 +4,8 @@ The real SDKs (sentry-sdk, @sentry/node, ...) report here unmodified with a DSN
 `http://{client_key}@{gateway host:port}/{project_id}`. Items of type `event` become notices;
 every other item (sessions, transactions, client reports, attachments, ...) is accepted and skipped.
 
-A repeated event_id is stored once: the gateway claims `(project, event_id)` with a Redis
-`SET NX EX` before queueing, and gives the claim back when the notice could not be queued.
+A repeated event_id is stored once: the publisher's script claims `(project, event_id)` with
+`SET NX EX` in the same call as the XADD, so a notice that could not be queued claims nothing.
 """
 
 from __future__ import annotations
@@ -17,19 +17,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from services.gateway import sentry_envelope as wire
 from services.gateway.ingest import authenticate, body, enqueue
-from services.gateway.publisher import unavailable
-from services.gateway.state import REDIS, SETTINGS
+from services.gateway.state import SETTINGS
 from shared.keys import Project
 from shared.model import Notice
 from shared.web import ApiError, Handler, credential, json_response
 
 logger = logging.getLogger(__name__)
 
-DEDUPE_TTL = 3600  # seconds a seen event_id is remembered; SDK retries come within minutes
 DEFAULT_RETRY = "60"  # what Relay suggests when a limit names no time
 ENVELOPE_TYPE = "application/x-sentry-envelope"
 _NUMBER = re.compile(r"\d+")
@@ -112,30 +109,16 @@ def _sentry_errors(handler: Handler) -> Handler:
 
 
 async def queue_once(request: web.Request, project: Project, events: list[tuple[str, Notice, bytes]]) -> int:
-    """Queue the events whose id this project has not seen yet; returns how many were new."""
-    redis = request.app[REDIS]
+    """Queue the events whose id this project has not seen in the last hour; returns how many were new.
+
+    The claim on `(project, event_id)` and the XADD happen in one Redis script call per flush
+    (services/gateway/publisher.py), so a notice that could not be queued claims nothing and the
+    client's retry is stored, and deduplication costs no round trip of its own.
+    """
     prefix = request.app[SETTINGS].stream_prefix
-    claimed: list[str] = []
-    fresh: list[tuple[Notice, bytes]] = []
-    try:
-        for eid, notice, raw in events:
-            key = f"{prefix}:sentry-seen:{project.id}:{eid}"
-            if await redis.set(key, b"1", nx=True, ex=DEDUPE_TTL):
-                claimed.append(key)
-                fresh.append((notice, raw))
-    except (RedisError, OSError) as e:
-        raise unavailable("Queue unavailable; retry later") from e
-    if not fresh:
-        return 0
-    try:
-        await enqueue(request, project, fresh)
-    except ApiError:  # not queued: give the ids back so the client's retry is stored
-        try:
-            await redis.delete(*claimed)
-        except (RedisError, OSError) as e:
-            logger.warning("dedupe release failed project=%s error=%r", project.id, e)
-        raise
-    return len(fresh)
+    once = [f"{prefix}:sentry-seen:{project.id}:{eid}" for eid, _, _ in events]
+    accepted = await enqueue(request, project, [(notice, raw) for _, notice, raw in events], once)
+    return sum(not a.duplicate for a in accepted)
 
 
 def _notices(
