@@ -340,6 +340,15 @@ async def suite(cfg: Config, workdir: Path, with_profiles: bool = False) -> Resu
     return R
 
 
+def keep_soak(text: str, out: Path) -> str:
+    """Carry over the `make soak` section (tests/soak.py writes it between markers) from the old file."""
+    old = out.read_text() if out.exists() else ""
+    start, end = old.find("<!-- soak:start -->"), old.find("<!-- soak:end -->")
+    if start < 0 or end < 0:
+        return text
+    return text.rstrip("\n") + "\n\n" + old[start : end + len("<!-- soak:end -->")] + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="every benchmark once, tiny counts (CI)")
@@ -356,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads(args.render.read_text())
         out = args.out or ROOT / "BENCHMARKS.md"
-        out.write_text(report.render(saved, Config(**saved["config"])))
+        out.write_text(keep_soak(report.render(saved, Config(**saved["config"])), out))
         log(f"wrote {out}")
         return 0
     cfg = Config.quick() if args.smoke else Config.full()
@@ -371,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (None if cfg.smoke else ROOT / "BENCHMARKS.md")
     text = report.render(R, cfg)
     if out is not None:
-        out.write_text(text)
+        out.write_text(keep_soak(text, out))
         log(f"wrote {out}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
