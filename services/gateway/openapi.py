@@ -12,51 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from services.gateway.state import SETTINGS
+from shared.openapi import INT, OBJ, STR, Schema, answer, array, nullable, obj, operations_paths, ref
 from shared.settings import Settings
 from shared.web import json_response
-
-Schema = dict[str, Any]
-
-STR: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
-OBJ: Schema = {"type": "object", "additionalProperties": True}
-
-
-def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
-    """An object schema that allows fields beyond the listed ones, as the protocols do."""
-    out: Schema = {"type": "object", "properties": properties, "additionalProperties": True}
-    if required:
-        out["required"] = required
-    return out
-
-
-def nullable(schema: Schema) -> Schema:
-    return {**schema, "nullable": True}
-
-
-def ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def array(items: Schema, **extra: Any) -> Schema:
-    return {"type": "array", "items": items, **extra}
-
-
-HEADERS = {"X-Request-Id": ref("headers", "RequestId")}
-
-
-def answer(
-    description: str,
-    schema: Schema | None = None,
-    media: str = "application/json",
-    headers: dict[str, Schema] | None = None,
-) -> Schema:
-    """A response: a body of `schema` (none when None), the request id header, and any others."""
-    out: Schema = {"description": description, "headers": {**HEADERS, **(headers or {})}}
-    if schema is not None:
-        out["content"] = {media: {"schema": schema}}
-    return out
-
 
 MESSAGE = ref("schemas", "Message")
 DETAIL = ref("schemas", "SentryError")
@@ -667,56 +625,7 @@ def _ops() -> dict[str, Schema]:
         ),
         "/api/v2/projects/config": config_op,
         "/api/v2/projects/{project_id}/config": with_params(config_op, pid),
-        "/": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "root",
-                "summary": "`{}`",
-                "security": [],
-                "responses": {"200": answer("Always `{}`", {"type": "object", "maxProperties": 0})},
-            }
-        },
-        "/healthz": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "healthz",
-                "summary": "Liveness",
-                "security": [],
-                "responses": {
-                    "200": answer("Alive", obj({"status": {"type": "string", "enum": ["ok"]}}, ["status"]))
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "readyz",
-                "security": [],
-                "summary": "Readiness: Redis and PostgreSQL answer",
-                "responses": {
-                    "200": answer("Ready", ref("schemas", "Readiness")),
-                    "503": answer("Something is down", ref("schemas", "Readiness")),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "metrics",
-                "security": [],
-                "summary": "Prometheus metrics",
-                "responses": {"200": answer("Prometheus text format", STR, media="text/plain")},
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "openapi",
-                "security": [],
-                "summary": "This document",
-                "responses": {"200": answer("OpenAPI 3.0", OBJ)},
-            }
-        },
+        **operations_paths(),
     }
     return ops
 

@@ -12,51 +12,13 @@ from aiohttp import web
 
 from services.query.pagination import MAX_PER_PAGE
 from services.query.state import SETTINGS
+from shared.openapi import INT, OBJ, STR, Schema, answer, array, nullable, obj, operations_paths, ref
 from shared.settings import Settings
 from shared.web import json_response
 
-Schema = dict[str, Any]
-
-STR: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
 BOOL: Schema = {"type": "boolean"}
-OBJ: Schema = {"type": "object", "additionalProperties": True}
 ANY: Schema = {}
 TIME: Schema = {"type": "string", "format": "date-time", "description": "`YYYY-MM-DDTHH:MM:SSZ` (UTC)"}
-
-
-def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
-    out: Schema = {"type": "object", "properties": properties, "additionalProperties": True}
-    if required:
-        out["required"] = required
-    return out
-
-
-def nullable(schema: Schema) -> Schema:
-    return {**schema, "nullable": True}
-
-
-def ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def answer(
-    description: str,
-    schema: Schema | None = None,
-    media: str = "application/json",
-    headers: dict[str, Schema] | None = None,
-) -> Schema:
-    out: Schema = {
-        "description": description,
-        "headers": {"X-Request-Id": ref("headers", "RequestId"), **(headers or {})},
-    }
-    if schema is not None:
-        out["content"] = {media: {"schema": schema}}
-    return out
 
 
 def errors(*codes: int) -> dict[str, Schema]:
@@ -730,56 +692,7 @@ def _paths() -> dict[str, Schema]:
                 "responses": {"303": {"description": "To /login"}},
             }
         },
-        "/": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "root",
-                "summary": "`{}`",
-                "security": [],
-                "responses": {"200": answer("Always `{}`", {"type": "object", "maxProperties": 0})},
-            }
-        },
-        "/healthz": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "healthz",
-                "summary": "Liveness",
-                "security": [],
-                "responses": {
-                    "200": answer("Alive", obj({"status": {"type": "string", "enum": ["ok"]}}, ["status"]))
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "readyz",
-                "security": [],
-                "summary": "Readiness: PostgreSQL and Redis answer",
-                "responses": {
-                    "200": answer("Ready", ref("schemas", "Readiness")),
-                    "503": answer("Something is down", ref("schemas", "Readiness")),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "metrics",
-                "security": [],
-                "summary": "Prometheus metrics",
-                "responses": {"200": answer("Prometheus text format", STR, "text/plain")},
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "tags": ["Operations"],
-                "operationId": "openapi",
-                "security": [],
-                "summary": "This document",
-                "responses": {"200": answer("OpenAPI 3.0", OBJ)},
-            }
-        },
+        **operations_paths(),
     }
 
 
