@@ -11,10 +11,13 @@ from aiohttp import web
 from services.query.pagination import bool_param, int_param, invalid, text_param
 from shared.timeutil import from_epoch, parse_iso
 
+# Notice ids are UUIDv7s from one monotonic sequence per gateway process, so ordering by the last
+# (first) notice's id orders errors by when that notice was accepted, within a millisecond too;
+# across gateway processes, same-millisecond notices fall back to the ids' random bits.
 SORTS = {
-    "most_recent": "most_recent_notice_at DESC, id DESC",
+    "most_recent": "last_notice_id DESC, id DESC",
     "notices_count": "notices_count DESC, id DESC",
-    "created": "first_notice_at DESC, id DESC",  # when the error was first seen
+    "created": "first_notice_id DESC, id DESC",  # when the error was first seen
 }
 
 

@@ -32,7 +32,8 @@ WITH ins AS (
 ), latest AS (
     SELECT DISTINCT ON (t.error_id) t.*,
            count(*) OVER (PARTITION BY t.error_id) AS n,
-           min(t.received_at) OVER (PARTITION BY t.error_id) AS first_at
+           min(t.received_at) OVER (PARTITION BY t.error_id) AS first_at,
+           first_value(t.id) OVER (PARTITION BY t.error_id ORDER BY t.id) AS first_id
     FROM ins JOIN tmp_notices t ON t.id = ins.id
     ORDER BY t.error_id, t.received_at DESC, t.id DESC
 ), hourly AS (
@@ -42,10 +43,10 @@ WITH ins AS (
 ), up AS (
     INSERT INTO errors AS e (id, project_id, environment, fingerprint, grouping_version, type,
                              exception, message, file, last_notice_id, last_notice_at,
-                             notices_count, stored_count, first_notice_at, most_recent_notice_at,
-                             first_seen_revision, last_seen_revision)
+                             notices_count, stored_count, first_notice_at, first_notice_id,
+                             most_recent_notice_at, first_seen_revision, last_seen_revision)
     SELECT l.error_id, l.project_id, l.environment, l.fingerprint, l.grouping_version, l.type,
-           l.exception, l.message, l.file, l.id, l.received_at, l.n, l.n, l.first_at,
+           l.exception, l.message, l.file, l.id, l.received_at, l.n, l.n, l.first_at, l.first_id,
            l.received_at, d.revision, d.revision
     FROM latest l
     LEFT JOIN LATERAL (
@@ -58,10 +59,11 @@ WITH ins AS (
         stored_count = e.stored_count + excluded.stored_count,
         last_seen_revision = coalesce(excluded.last_seen_revision, e.last_seen_revision),
         first_notice_at = least(e.first_notice_at, excluded.first_notice_at),
+        first_notice_id = least(e.first_notice_id, excluded.first_notice_id),
         most_recent_notice_at = greatest(e.most_recent_notice_at, excluded.most_recent_notice_at),
-        last_notice_id = CASE WHEN excluded.last_notice_at >= e.last_notice_at
-                              THEN excluded.last_notice_id ELSE e.last_notice_id END,
-        message = CASE WHEN excluded.last_notice_at >= e.last_notice_at
+        -- Notice ids (UUIDv7) order notices as accepted, within a millisecond too: the newest wins.
+        last_notice_id = greatest(e.last_notice_id, excluded.last_notice_id),
+        message = CASE WHEN excluded.last_notice_id > e.last_notice_id
                        THEN excluded.message ELSE e.message END,
         last_notice_at = greatest(e.last_notice_at, excluded.last_notice_at),
         resolved = e.resolved AND excluded.most_recent_notice_at

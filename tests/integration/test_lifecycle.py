@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
+import uuid
 
 from services.worker import maintenance
 from tests.conftest import drain
@@ -193,3 +195,27 @@ async def test_retention_drops_old_partitions_and_expires_per_project(
         # Partitions ahead exist so tomorrow's notices have somewhere to go.
         tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"notices_p{tomorrow:%Y%m%d}")
+
+
+async def test_same_millisecond_errors_list_newest_first(gateway, query, consumer, project, user_token):
+    """Errors whose notices were accepted in the same millisecond list in acceptance order.
+
+    Concurrent posts are minted within a millisecond or two by one gateway; the notice id each 201
+    answers is the acceptance order (one monotonic UUIDv7 sequence per process).
+    """
+    base = f"/v1/errors?project_id={project.id}&per_page=100"
+    shared_ms = 0
+    accepted: list[tuple[str, str]] = []  # (notice id, exception), every round so far
+    for round_ in range(6):
+        names = [f"SameMs{round_}x{i}Error" for i in range(8)]
+        answers = await asyncio.gather(*(post(gateway, project.key, notice(exception=n)) for n in names))
+        accepted += [(body["id"], name) for (_, body), name in zip(answers, names, strict=True)]
+        millis = [uuid.UUID(body["id"]).int >> 80 for _, body in answers]
+        shared_ms += len(millis) - len(set(millis))
+        await drain(consumer)
+        newest_first = [name for _, name in sorted(accepted, reverse=True)]
+        for sort in ("", "&sort=created"):
+            resp = await query.get(base + sort, headers=auth(user_token))
+            assert resp.status == 200, await resp.text()
+            assert [e["exception"] for e in await resp.json()] == newest_first, sort
+    assert shared_ms > 0, "no two notices shared a millisecond: the tie was never exercised"

@@ -303,16 +303,3 @@ def test_fingerprint_never_raises(
     frames = [frame(file, function, module=module, in_app=flag) for file, module, function, flag in raw]
     n = notice(frames, message=message or "", client_fingerprint=client)
     assert re.fullmatch(r"[0-9a-f]{40}", fingerprint(n, ("*a*",), ("*b*",)))
-
-
-def test_fingerprint_is_fast_for_a_30_frame_notice() -> None:
-    frames = [frame(f"[PROJECT_ROOT]/app/models/m{i}.rb", f"method_{i}", i) for i in range(10)]
-    frames += [frame(f"/gems/actionpack-6.0/lib/a/b{i}.rb", f"call_{i}", i) for i in range(20)]
-    n = notice(frames)
-    fingerprint(n)
-    runs = 2000
-    start = time.perf_counter()
-    for _ in range(runs):
-        fingerprint(n)
-    per_notice = (time.perf_counter() - start) / runs
-    assert per_notice < 1e-3  # ~40 µs on a quiet machine; generous for loaded CI runners
