@@ -24,6 +24,10 @@ class Metrics:
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] = float(value)
 
+    def reset(self, name: str) -> None:
+        """Forget every series of `name` (its description stays)."""
+        self._values.pop(name, None)
+
     def observe_max(self, name: str, value: float, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
         series = self._values[name]

@@ -70,7 +70,7 @@ def operations_paths() -> dict[str, Schema]:
         ),
         "/readyz": _open(
             "readyz",
-            "Readiness: PostgreSQL and Redis answer",
+            "Readiness (gateway: Redis and the key cache loaded; query: PostgreSQL)",
             {
                 "200": answer("Ready", ref("schemas", "Readiness")),
                 "503": answer("Something is down", ref("schemas", "Readiness")),

@@ -74,6 +74,7 @@ class Settings:
     key_refresh: float = 2.0  # seconds between key-cache refreshes
     shutdown_grace: float = 10.0
     maintenance_interval: float = 600.0  # seconds between retention / partition passes
+    health_file: pathlib.Path | None = None  # a worker's heartbeat, for container probes
 
     @property
     def notices_stream(self) -> str:
@@ -112,6 +113,7 @@ class Settings:
             key_refresh=_float(e, "FAULTLINE_KEY_REFRESH", d.key_refresh),
             shutdown_grace=_float(e, "FAULTLINE_SHUTDOWN_GRACE", d.shutdown_grace),
             maintenance_interval=_float(e, "FAULTLINE_MAINTENANCE_INTERVAL", d.maintenance_interval),
+            health_file=pathlib.Path(e["FAULTLINE_HEALTH_FILE"]) if e.get("FAULTLINE_HEALTH_FILE") else None,
         )
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError, ResponseError
 
 from services.gateway import openapi
-from services.gateway.publisher import GROUP
-from services.gateway.state import POOL, PUBLISHER, REDIS, SETTINGS
+from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import ping
+from shared.stream import GROUP
 from shared.web import METRICS, json_response
 
 WORKER_FIELDS = {
@@ -24,15 +25,21 @@ WORKER_FIELDS = {
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when Redis and PostgreSQL both answer within a second, else 503 naming what is down."""
+    """200 when Redis answers and the key cache has loaded once; PostgreSQL is reported, not required.
+
+    Ingest authenticates from the key cache and queues to Redis, so a PostgreSQL outage must not take
+    gateways out of the balancer: they keep accepting with the keys they last loaded.
+    """
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(request.app[REDIS].ping(), 1)
         checks["redis"] = "ok"
     except (TimeoutError, RedisError, OSError) as e:
         checks["redis"] = f"down: {type(e).__name__}"
+    keys = request.app.get(KEYS)
+    checks["keys"] = "ok" if keys is not None and keys.loaded.is_set() else "down: not loaded yet"
+    ok = checks["redis"] == "ok" and checks["keys"] == "ok"
     checks["postgres"] = await ping(request.app[POOL])
-    ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ready" if ok else "unavailable", **checks}, 200 if ok else 503)
 
 
@@ -41,6 +48,7 @@ async def metrics(request: web.Request) -> web.Response:
     s = request.app[SETTINGS]
     redis = request.app[REDIS]
     m.set("stream_backlog", request.app[PUBLISHER].backlog)
+    m.set("stream_backlog_limit", s.backlog_limit)
     try:
         groups = await redis.xinfo_groups(s.notices_stream)
         for g in groups:
@@ -49,10 +57,14 @@ async def metrics(request: web.Request) -> web.Response:
                 m.set("stream_pending", int(g.get("pending") or 0))
         m.set("stream_length", await redis.xlen(s.notices_stream))
         m.set("dead_letter_length", await redis.xlen(s.dead_stream))
+        workers: dict[str, dict[Any, Any]] = {}
         async for key in redis.scan_iter(match=f"{s.stream_prefix}:workers:*", count=100):
-            name = key.decode().rsplit(":", 1)[-1]
-            stats = await redis.hgetall(key)
-            for field, (metric, _, _) in WORKER_FIELDS.items():
+            workers[key.decode().rsplit(":", 1)[-1]] = await redis.hgetall(key)
+        # Only workers whose stats have not expired: a stopped worker's series goes away instead of
+        # staying frozen forever (workers come and go with every rollout and autoscaling step).
+        for field, (metric, _, _) in WORKER_FIELDS.items():
+            m.reset(metric)
+            for name, stats in workers.items():
                 value = stats.get(field.encode())
                 if value is not None:
                     m.set(metric, float(value), worker=name)
@@ -71,6 +83,9 @@ def describe(m) -> None:  # type: ignore[no-untyped-def]
     m.describe("requests_rejected_total", "counter", "Requests answered 4xx/5xx, by reason")
     m.describe("http_responses_total", "counter", "Responses by status")
     m.describe("stream_backlog", "gauge", "Entries not yet written (lag + pending) as the gateway sees it")
+    m.describe(
+        "stream_backlog_limit", "gauge", "FAULTLINE_BACKLOG_LIMIT: above this backlog ingest answers 503"
+    )
     m.describe("stream_consumer_lag", "gauge", "Entries not yet delivered to any worker")
     m.describe("stream_pending", "gauge", "Entries delivered but not acknowledged")
     m.describe("stream_length", "gauge", "Entries in the notices stream")

@@ -9,7 +9,7 @@ import signal
 
 import redis.asyncio as aioredis
 
-from services.worker import store
+from services.worker import health, store
 from services.worker.consumer import Consumer
 from shared import db
 from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
@@ -30,11 +30,19 @@ async def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, init=_init)
+    # Batches and maintenance take one connection each; the heartbeat's ping must not wait behind them.
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=3, init=_init)
     consumer = Consumer(settings, redis, pool)
     logger.info("worker started consumer=%s stream=%s", consumer.name, settings.notices_stream)
     task = asyncio.create_task(consumer.run(stop))
     stopping = asyncio.create_task(stop.wait())
+    beat = None
+    if settings.health_file is not None:
+        beat = asyncio.create_task(
+            health.heartbeat(
+                settings.health_file, consumer.name, settings.notices_stream, redis, pool, task, stop
+            )
+        )
     try:
         await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
         if task.done():
@@ -51,6 +59,12 @@ async def serve() -> None:
         stopping.cancel()
         if not task.done():
             task.cancel()
+        if beat is not None:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            assert settings.health_file is not None
+            settings.health_file.unlink(missing_ok=True)
         logger.info(
             "worker stopped consumer=%s stored=%d dead=%d", consumer.name, consumer.stored, consumer.dead
         )

@@ -9,10 +9,13 @@ from tests.integration.test_exceptioner import notice
 
 
 async def test_readyz_reports_both_servers(gateway, query):
+    resp = await gateway.get("/readyz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ready", "redis": "ok", "keys": "ok", "postgres": "ok"}
+    resp = await query.get("/readyz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ready", "redis": "ok", "postgres": "ok"}
     for client in (gateway, query):
-        resp = await client.get("/readyz")
-        assert resp.status == 200
-        assert await resp.json() == {"status": "ready", "redis": "ok", "postgres": "ok"}
         assert (await client.get("/healthz")).status == 200
 
 
@@ -36,3 +39,17 @@ async def test_request_id_is_echoed_or_made(gateway, query):
     assert resp.headers["X-Request-Id"] == "abc123"
     resp = await query.get("/v1/errors")
     assert resp.status == 401 and len(resp.headers["X-Request-Id"]) == 16
+
+
+async def test_metrics_list_live_workers_only_and_the_backlog_limit(gateway, redis, settings):
+    key = f"{settings.stream_prefix}:workers:gone-worker"
+    await redis.hset(key, mapping={"stored": "7", "batches": "2"})
+    try:
+        text = await (await gateway.get("/metrics")).text()
+        assert re.search(r'^faultline_worker_notices_stored_total\{worker="gone-worker"\} 7$', text, re.M)
+        assert re.search(rf"^faultline_stream_backlog_limit {settings.backlog_limit}$", text, re.M)
+    finally:
+        await redis.delete(key)  # what the 120 s expiry does to a worker that stopped
+    text = await (await gateway.get("/metrics")).text()
+    assert 'worker="gone-worker"' not in text
+    assert "# TYPE faultline_worker_notices_stored_total counter" in text
