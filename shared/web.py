@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import logging
@@ -10,9 +11,11 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
 import brotli
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
 
 from shared.metrics import Metrics
 
@@ -64,9 +67,22 @@ REJECT_REASONS = {
     415: "unsupported_media",
     422: "invalid",
     429: "rate_limited",
+    499: "client_closed",  # the client went away mid-request: no answer was delivered
     500: "internal_error",
     503: "unavailable",
 }
+CLIENT_CLOSED = 499
+RETRY_AFTER = "5"  # seconds a client is told to wait while the database is unavailable
+# What a database that is down, restarting, overloaded or too slow raises (pool acquire included):
+# the service is unavailable for a moment, not broken.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # cannot connect now, shutdown, statement timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    asyncpg.InterfaceError,
+)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -75,9 +91,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Request id, status counts, and the error mapping; no traceback ever reaches a client."""
     rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
     request_id.set(rid)
-    response = await _handle(request, handler)
-    response.headers["X-Request-Id"] = rid
     metrics = request.app.get(METRICS)
+    try:
+        response = await _handle(request, handler)
+    except asyncio.CancelledError:
+        if metrics is not None and _client_gone(request):
+            metrics.inc("http_responses_total", status=str(CLIENT_CLOSED))
+            metrics.inc("requests_rejected_total", reason=REJECT_REASONS[CLIENT_CLOSED])
+        raise
+    response.headers["X-Request-Id"] = rid
     if metrics is not None:
         metrics.inc("http_responses_total", status=str(response.status))
         if response.status >= 400:
@@ -107,9 +129,66 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
             e.status,
             {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")},
         )
-    except Exception:
-        logger.exception("unhandled error method=%s path=%s", request.method, request.path)
-        return json_response({"message": "Internal server error"}, 500)
+    except (ConnectionResetError, web.RequestPayloadError) as e:
+        if _client_gone(request):
+            # Nothing can be answered any more: not an error of ours, not a 500.
+            logger.info("client closed the connection method=%s path=%s", request.method, request.path)
+            return web.Response(status=CLIENT_CLOSED)
+        if isinstance(e, web.RequestPayloadError):
+            return json_response({"message": "Malformed request body"}, 400)
+        return _unavailable(request, e)
+    except DATABASE_UNAVAILABLE as e:
+        return _unavailable(request, e)
+    except Exception as e:
+        return _unexpected(request, e)
+
+
+def _unavailable(request: web.Request, e: BaseException) -> web.Response:
+    logger.warning(
+        "database unavailable method=%s path=%s error=%s", request.method, request.path, type(e).__name__
+    )
+    return json_response(
+        {"message": "Service unavailable: the database is not answering; retry later"},
+        503,
+        {"Retry-After": RETRY_AFTER},
+    )
+
+
+def _unexpected(request: web.Request, e: BaseException) -> web.Response:
+    logger.error("unhandled error method=%s path=%s", request.method, request.path, exc_info=e)
+    return json_response({"message": "Internal server error"}, 500)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+_aiohttp_handle_error = RequestHandler.handle_error
+
+
+def _quiet_handle_error(
+    self: RequestHandler,
+    request: Any,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> web.StreamResponse:
+    """A request aiohttp cannot parse: answer its status with a fixed body, never the offending bytes.
+
+    aiohttp's own answer and its ERROR log line quote the malformed line, credential and all.
+    """
+    if not isinstance(exc, http_exceptions.HttpProcessingError) or status >= 500:
+        return _aiohttp_handle_error(self, request, status, exc, message)
+    logger.info(
+        "malformed HTTP request remote=%s status=%s error=%s", request.remote, status, type(exc).__name__
+    )
+    resp = json_response({"message": "Malformed HTTP request"}, status)
+    resp.force_close()
+    return resp
+
+
+RequestHandler.handle_error = _quiet_handle_error  # type: ignore[method-assign]
 
 
 # ---- credentials -----------------------------------------------------------------------------

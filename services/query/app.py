@@ -16,11 +16,23 @@ from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.web import METRICS, error_middleware, health, root
 
+STATEMENT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_S = 5
+
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     assert s.database_url
-    pool = await create_pool(s.database_url, min_size=1, max_size=10, command_timeout=30)
+    # Every statement is cancelled by PostgreSQL after STATEMENT_TIMEOUT (the answer is then a 503),
+    # so no read holds a pooled connection for long; connecting gives up after CONNECT_TIMEOUT.
+    pool = await create_pool(
+        s.database_url,
+        min_size=1,
+        max_size=10,
+        command_timeout=STATEMENT_TIMEOUT_S * 2,
+        timeout=CONNECT_TIMEOUT_S,
+        server_settings={"statement_timeout": f"{STATEMENT_TIMEOUT_S * 1000}"},
+    )
     app[POOL] = pool
     cache = KeyCache(pool, s.key_refresh)
     await cache.reload()

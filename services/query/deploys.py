@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from services.query import serialize
-from services.query.auth import require_user
+from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
@@ -32,7 +32,11 @@ async def list_deploys(request: web.Request) -> web.Response:
             page.per_page,
             page.offset,
         )
-        total = await conn.fetchval(f"SELECT count(*) FROM deploys WHERE {where}", project_id, environment)
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM deploys WHERE {where} LIMIT {page.count_cap}) s",
+            project_id,
+            environment,
+        )
     return json_response(
         [serialize.deploy(r) for r in rows], headers={"Link": page.link_header(request, total)}
     )
@@ -54,6 +58,8 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
     for field in ("environment", "author", "repository", "revision"):
         value = data.get(field)
         if value is not None and (not isinstance(value, str) or "\x00" in value):  # PostgreSQL refuses NUL
+            errors.append({"resource": "Deploy", "field": field, "code": "invalid"})
+        elif holds_credential(request, value):  # a live key is never stored as data
             errors.append({"resource": "Deploy", "field": field, "code": "invalid"})
         out[field] = value or None
     if not out["environment"] and not any(e["field"] == "environment" for e in errors):
@@ -83,6 +89,8 @@ async def create_deploy(request: web.Request) -> web.Response:
         if not await conn.fetchval("SELECT true FROM projects WHERE id = $1", fields["project_id"]):
             raise validation_failed([{"resource": "Project", "field": "project_id", "code": "missing"}])
         async with conn.transaction():
+            # Resolving a large environment's errors may outlast the pool's read-sized statement timeout.
+            await conn.execute("SET LOCAL statement_timeout = '60s'")
             row = await conn.fetchrow(
                 "INSERT INTO deploys (project_id, environment, author, repository, revision)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
@@ -100,6 +108,7 @@ async def create_deploy(request: web.Request) -> web.Response:
                     " WHERE project_id = $1 AND environment = $2 AND NOT resolved",
                     fields["project_id"],
                     fields["environment"],
+                    timeout=65,  # past the pool's command_timeout, as the SET LOCAL above
                 )
                 resolved = int(status.rsplit(" ", 1)[1])
     assert row is not None

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services.query import serialize
 from services.query.auth import require_user
-from services.query.filters import error_filters
+from services.query.filters import error_filters, in_time_range
 from services.query.json_body import json_hash
 from services.query.pagination import Page, invalid
 from services.query.state import POOL
@@ -57,7 +57,10 @@ async def list_errors(request: web.Request) -> web.Response:
             page.per_page,
             page.offset,
         )
-        total = await conn.fetchval(f"SELECT count(*) FROM errors WHERE {where.sql()}", *where.args)
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM errors WHERE {where.sql()} LIMIT {page.count_cap}) s",
+            *where.args,
+        )
     return json_response(
         [serialize.error(r) for r in rows], headers={"Link": page.link_header(request, total)}
     )
@@ -110,17 +113,21 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
         return None
     try:
         micros, _, nid = raw.partition("_")
-        return dt.datetime.fromtimestamp(int(micros) / 1_000_000, UTC), uuid.UUID(nid)
+        at = dt.datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+        cursor = at, uuid.UUID(nid)
     except (ValueError, OverflowError, OSError):
         raise invalid("Pagination", "cursor") from None
+    if not in_time_range(at):  # year 1 would reach PostgreSQL as -infinity
+        raise invalid("Pagination", "cursor")
+    return cursor
 
 
 async def list_notices(request: web.Request) -> web.Response:
     """An error's notices, newest first; `page` for random access, the `next` link's keyset cursor for depth."""
     require_user(request)
     error_id = path_int(request, "error_id", "Error")
-    page = Page.from_request(request)
     cursor = _cursor(request.query.get("cursor"))
+    page = Page.from_request(request, keyset=cursor is not None)
     async with request.app[POOL].acquire() as conn:
         total = await conn.fetchval("SELECT stored_count FROM errors WHERE id = $1", error_id)
         if total is None:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.query.auth import require_user
+from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.state import POOL, SETTINGS
 from shared.web import ApiError, json_response, read_body
@@ -21,6 +21,8 @@ from shared.web import ApiError, json_response, read_body
 MAX_KEY = 200
 MAX_PROJECT_ID = (1 << 31) - 1
 MAX_VALUE = 10_000
+# The routes' own query parameter: the setting's name, never read as a credential here.
+OWN_PARAMS = ("key",)
 
 
 def _project_id(request: web.Request) -> int:
@@ -68,11 +70,16 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def set_config(request: web.Request) -> web.Response:
-    require_user(request)
+    """Set one setting; a name or value holding a live credential is refused (clients read these)."""
+    require_user(request, OWN_PARAMS)
     pid = _project_id(request)
     key = _key(request)
+    if holds_credential(request, key):
+        raise ApiError(400, "Invalid key value: a credential cannot be a setting's name.")
     s = request.app[SETTINGS]
     value = config_value(await read_body(request, s.max_body, s.max_decompressed))
+    if holds_credential(request, value):
+        raise ApiError(400, "Invalid configuration value: a credential cannot be stored as a setting.")
     async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(
             "UPDATE projects SET config = config || jsonb_build_object($2::text, $3::text),"
@@ -89,7 +96,7 @@ async def set_config(request: web.Request) -> web.Response:
 
 async def delete_config(request: web.Request) -> web.Response:
     """Remove a setting; the version moves only when there was something to remove."""
-    require_user(request)
+    require_user(request, OWN_PARAMS)
     pid = _project_id(request)
     key = _key(request)
     async with request.app[POOL].acquire() as conn:

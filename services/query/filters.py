@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from services.query.pagination import bool_param, int_param, invalid, text_param
-from shared.timeutil import from_epoch, parse_iso
+from shared.timeutil import UTC, from_epoch, parse_iso
 
 # Notice ids are UUIDv7s from one monotonic sequence per gateway process, so ordering by the last
 # (first) notice's id orders errors by when that notice was accepted, within a millisecond too;
@@ -21,15 +21,30 @@ SORTS = {
 }
 
 
+# The times a read accepts: from the Unix epoch (nothing stored is older: notice ids carry Unix
+# milliseconds) to the last second of year 9999. Python's datetime.min and max reach PostgreSQL as
+# -infinity and infinity, and a series from -infinity never advances.
+TIME_MIN = dt.datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def in_time_range(value: dt.datetime) -> bool:
+    return TIME_MIN <= value <= TIME_MAX
+
+
 def time_param(request: web.Request, name: str) -> dt.datetime | None:
+    """An ISO 8601 time or epoch seconds within TIME_MIN..TIME_MAX; 422 naming `name` otherwise."""
     raw = request.query.get(name)
     if not raw:
         return None
     epoch = parse_iso(raw)
     try:
-        return from_epoch(float(raw) if epoch is None else epoch)
+        value = from_epoch(float(raw) if epoch is None else epoch)
     except (ValueError, OverflowError, OSError):  # not a number, or nan / inf / past year 9999
         raise invalid("Query", name) from None
+    if not in_time_range(value):
+        raise invalid("Query", name)
+    return value
 
 
 @dataclass

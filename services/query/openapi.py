@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from services.query.pagination import MAX_PER_PAGE
+from services.query.filters import TIME_MAX, TIME_MIN
+from services.query.pagination import MAX_OFFSET, MAX_PER_PAGE, PROJECTS_PER_PAGE
 from services.query.state import SETTINGS
 from shared.openapi import INT, OBJ, STR, Schema, answer, array, nullable, obj, operations_paths, ref
 from shared.settings import Settings
@@ -35,15 +36,20 @@ ERROR_RESPONSES = {
     404: ("NotFound", "No such resource (or an id that cannot be one)"),
     413: ("PayloadTooLarge", "Body over the size cap"),
     415: ("UnsupportedMediaType", "Unsupported Content-Encoding"),
-    422: ("ValidationFailed", "A parameter or field is malformed"),
+    422: ("ValidationFailed", "A parameter or field is malformed or out of range"),
+    503: (
+        "Unavailable",
+        "PostgreSQL is down, restarting or overloaded, or the statement ran past its timeout",
+    ),
 }
+RETRY_AFTER: Schema = {"description": "Seconds to wait before retrying", "schema": INT}
 
 
 def _error_responses() -> dict[str, Schema]:
     out = {}
     for code, (name, what) in ERROR_RESPONSES.items():
         body = ref("schemas", "ValidationFailed" if code == 422 else "Message")
-        out[name] = answer(what, body)
+        out[name] = answer(what, body, headers={"Retry-After": RETRY_AFTER} if code == 503 else None)
     return out
 
 
@@ -68,6 +74,8 @@ WRITE_SECURITY: list[Schema] = [
     for name in ("ApiKeyHeader", "Bearer", "ApiKeyQuery", "AccessTokenQuery", "AuthTokenQuery", "KeyQuery")
 ]
 READ_SECURITY = [*WRITE_SECURITY, {"Cookie": []}]
+# Routes whose own `key` parameter is a setting's name: there it is never a credential.
+CONFIG_SECURITY = [s for s in WRITE_SECURITY if "KeyQuery" not in s]
 
 
 def path_id(name: str, what: str, schema: Schema | None = None) -> Schema:
@@ -84,16 +92,29 @@ def query(name: str, description: str, schema: Schema = STR) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+TIME_RANGE = (
+    f"ISO 8601 time or epoch seconds, {TIME_MIN:%Y-%m-%d} to {TIME_MAX:%Y-%m-%dT%H:%M:%S}Z (422 outside)"
+)
 PARAMETERS: dict[str, Schema] = {
-    "Page": query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "default": 1}),
+    "Page": query(
+        "page",
+        f"Page number, from 1; pages past {MAX_OFFSET} rows answer 422",
+        {"type": "integer", "minimum": 1, "default": 1},
+    ),
+    "ProjectsPage": query("page", "Page number, from 1", {"type": "integer", "minimum": 1, "default": 1}),
+    "ProjectsPerPage": query(
+        "per_page",
+        f"Projects per page (at most {PROJECTS_PER_PAGE})",
+        {"type": "integer", "minimum": 1, "default": PROJECTS_PER_PAGE},
+    ),
     "PerPage": query(
         "per_page",
         f"Items per page (at most {MAX_PER_PAGE})",
         {"type": "integer", "minimum": 1, "default": 30},
     ),
     "ProjectFilter": query("project_id", "Only this project", {"type": "integer", "minimum": 1}),
-    "Since": query("since", "ISO 8601 time or epoch seconds", {"type": "string", "format": "date-time"}),
-    "Until": query("until", "ISO 8601 time or epoch seconds", {"type": "string", "format": "date-time"}),
+    "Since": query("since", TIME_RANGE, {"type": "string", "format": "date-time"}),
+    "Until": query("until", TIME_RANGE, {"type": "string", "format": "date-time"}),
     "ContentEncoding": {
         "name": "Content-Encoding",
         "in": "header",
@@ -109,6 +130,7 @@ PARAMETERS: dict[str, Schema] = {
     },
 }
 PAGING = [ref("parameters", "Page"), ref("parameters", "PerPage")]
+PROJECT_PAGING = [ref("parameters", "ProjectsPage"), ref("parameters", "ProjectsPerPage")]
 ENCODING = ref("parameters", "ContentEncoding")
 LINK = {"Link": ref("headers", "Link")}
 
@@ -328,14 +350,15 @@ def op(
     params: list[Schema] | None = None,
     body: Schema | None = None,
     read: bool = True,
+    security: list[Schema] | None = None,
 ) -> Schema:
     out: Schema = {
         "tags": [tag],
         "operationId": op_id,
         "summary": summary,
-        "security": READ_SECURITY if read else WRITE_SECURITY,
+        "security": security if security is not None else READ_SECURITY if read else WRITE_SECURITY,
         "parameters": params or [],
-        "responses": responses,
+        "responses": {**responses, **errors(503)},  # every operation reads PostgreSQL
     }
     if body is not None:
         out["requestBody"] = body
@@ -493,11 +516,11 @@ def _paths() -> dict[str, Schema]:
                 "totals",
                 "Per project: errors, unresolved, notices, notices in 24 h",
                 {
-                    "200": answer("Totals", array(ref("schemas", "ProjectTotals"))),
+                    "200": answer("Totals", array(ref("schemas", "ProjectTotals")), headers=LINK),
                     **errors(401, 403, 422),
                 },
                 tag="Stats",
-                params=[ref("parameters", "ProjectFilter")],
+                params=[ref("parameters", "ProjectFilter"), *PROJECT_PAGING],
             )
         },
         "/v1/deploys": {
@@ -552,10 +575,11 @@ def _paths() -> dict[str, Schema]:
                 "listProjects",
                 "Every project",
                 {
-                    "200": answer("The projects", array(ref("schemas", "Project"))),
-                    **errors(401, 403),
+                    "200": answer("The projects", array(ref("schemas", "Project")), headers=LINK),
+                    **errors(401, 403, 422),
                 },
                 tag="Projects",
+                params=PROJECT_PAGING,
             ),
             "post": op(
                 "createProject",
@@ -602,7 +626,7 @@ def _paths() -> dict[str, Schema]:
                     **errors(400, 401, 403, 404, 413, 415),
                 },
                 tag="Exceptionless",
-                read=False,
+                security=CONFIG_SECURITY,
                 params=[project_id, ref("parameters", "ConfigKey"), ENCODING],
                 body=json_body(
                     {
@@ -625,7 +649,7 @@ def _paths() -> dict[str, Schema]:
                     **errors(400, 401, 403, 404),
                 },
                 tag="Exceptionless",
-                read=False,
+                security=CONFIG_SECURITY,
                 params=[project_id, ref("parameters", "ConfigKey")],
             ),
         },

@@ -13,6 +13,11 @@ from shared.web import ApiError
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 MAX_INT = (1 << 31) - 1  # project ids are PostgreSQL integers; no page number gets near it either
+# Rows an OFFSET may skip: deeper pages answer 422 naming `page` (notices go deeper with the `next`
+# link's keyset cursor). Counts behind the `Link` header stop there too, so no list reads unbounded.
+MAX_OFFSET = 10_000
+# Per-project lists (`/v1/projects`, `/v1/stats`) answer every project up to this many, then page.
+PROJECTS_PER_PAGE = 1000
 
 
 def invalid(resource: str, field: str) -> ApiError:
@@ -70,18 +75,40 @@ class Page:
     def offset(self) -> int:
         return (self.page - 1) * self.per_page
 
+    @property
+    def max_page(self) -> int:
+        """The deepest page an OFFSET may reach."""
+        return MAX_OFFSET // self.per_page + 1
+
+    @property
+    def count_cap(self) -> int:
+        """How far a list's total needs counting: beyond it every link is already at max_page."""
+        return MAX_OFFSET + self.per_page
+
     @classmethod
-    def from_request(cls, request: web.Request) -> Page:
+    def from_request(
+        cls,
+        request: web.Request,
+        *,
+        keyset: bool = False,
+        default: int = DEFAULT_PER_PAGE,
+        maximum: int = MAX_PER_PAGE,
+    ) -> Page:
+        """`page` / `per_page`; a page past MAX_OFFSET rows is 422 unless a keyset cursor replaces it."""
         page = int_param(request, "page", 1, resource="Pagination") or 1
-        per_page = int_param(request, "per_page", DEFAULT_PER_PAGE, resource="Pagination") or 1
-        return cls(page, min(per_page, MAX_PER_PAGE))
+        per_page = int_param(request, "per_page", default, resource="Pagination") or 1
+        out = cls(page, min(per_page, maximum))
+        if not keyset and out.page > out.max_page:
+            raise invalid("Pagination", "page")
+        return out
 
     def link_header(self, request: web.Request, total: int, next_cursor: str | None = None) -> str:
         """RFC 8288 links: first, prev, next, last (prev/next only where they exist).
 
         With `next_cursor` the next link also carries a keyset cursor, so deep pages stay fast.
         """
-        last = max(1, -(-total // self.per_page))
+        real_last = max(1, -(-total // self.per_page))
+        last = min(real_last, self.max_page)  # the deepest page an offset reaches
         links = []
 
         def url(page: int) -> str:
@@ -97,7 +124,7 @@ class Page:
         links.append(f'<{url(1)}>; rel="first"')
         if self.page > 1:
             links.append(f'<{url(min(self.page - 1, last))}>; rel="prev"')
-        if self.page < last:
+        if self.page < last or next_cursor and self.page < real_last:
             nxt = url(self.page + 1) + (f"&cursor={next_cursor}" if next_cursor else "")
             links.append(f'<{nxt}>; rel="next"')
         links.append(f'<{url(last)}>; rel="last"')

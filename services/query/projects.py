@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from services.query.auth import require_user
+from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
+from services.query.pagination import PROJECTS_PER_PAGE, Page
 from services.query.state import POOL
 from shared import keys
 from shared.timeutil import iso
@@ -67,9 +68,13 @@ def project_json(row: Any) -> dict[str, Any]:
 
 async def list_projects(request: web.Request) -> web.Response:
     require_user(request)
+    page = Page.from_request(request, default=PROJECTS_PER_PAGE, maximum=PROJECTS_PER_PAGE)
     async with request.app[POOL].acquire() as conn:
-        rows = await conn.fetch(f"SELECT {COLUMNS} FROM projects ORDER BY id")
-    return json_response([project_json(r) for r in rows])
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM projects ORDER BY id LIMIT $1 OFFSET $2", page.per_page, page.offset
+        )
+        total = await conn.fetchval("SELECT count(*) FROM projects")
+    return json_response([project_json(r) for r in rows], headers={"Link": page.link_header(request, total)})
 
 
 async def get_project(request: web.Request) -> web.Response:
@@ -82,7 +87,7 @@ async def get_project(request: web.Request) -> web.Response:
     return json_response(project_json(row))
 
 
-def _settings_patch(data: dict[str, Any]) -> dict[str, Any]:
+def _settings_patch(request: web.Request, data: dict[str, Any]) -> dict[str, Any]:
     patch = data.get("settings", {})
     if not isinstance(patch, dict):
         raise invalid("settings")
@@ -90,9 +95,18 @@ def _settings_patch(data: dict[str, Any]) -> dict[str, Any]:
         check = SETTINGS.get(name)
         if check is None:
             raise invalid(f"settings.{name}", "unknown_field")
-        if not check(value):
+        if not check(value) or holds_credential(request, value):  # a live key is never stored as data
             raise invalid(f"settings.{name}")
     return patch
+
+
+def _valid_name(name: Any, request: web.Request) -> TypeGuard[str]:
+    return (
+        isinstance(name, str)
+        and bool(name.strip())
+        and "\x00" not in name
+        and not holds_credential(request, name)
+    )
 
 
 async def update_project(request: web.Request) -> web.Response:
@@ -100,9 +114,9 @@ async def update_project(request: web.Request) -> web.Response:
     require_user(request)
     pid = path_int(request, "id", "Project")
     data = await json_hash(request)
-    patch = _settings_patch(data)
+    patch = _settings_patch(request, data)
     name = data.get("name")
-    if name is not None and (not isinstance(name, str) or not name.strip() or "\x00" in name):
+    if name is not None and not _valid_name(name, request):
         raise invalid("name")
     set_keys = {k: v for k, v in patch.items() if v is not None}
     drop = [k for k, v in patch.items() if v is None]
@@ -124,7 +138,7 @@ async def create_project(request: web.Request) -> web.Response:
     require_user(request)
     data = await json_hash(request)
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+    if not _valid_name(name, request):
         raise invalid("name", "missing_field" if name is None else "invalid")
     async with request.app[POOL].acquire() as conn:
         project, key = await keys.create_project(conn, name.strip())

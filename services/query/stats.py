@@ -9,7 +9,7 @@ from aiohttp import web
 from services.query.auth import require_user
 from services.query.errors import not_found, path_int
 from services.query.filters import time_param
-from services.query.pagination import int_param, invalid
+from services.query.pagination import PROJECTS_PER_PAGE, Page, int_param, invalid
 from services.query.state import POOL
 from shared.timeutil import UTC, iso
 from shared.web import json_response
@@ -69,7 +69,9 @@ async def totals(request: web.Request) -> web.Response:
     """`GET /v1/stats[?project_id=]`: per project, errors, unresolved errors, notices, and notices in 24 h."""
     require_user(request)
     project_id = int_param(request, "project_id", None)
+    page = Page.from_request(request, default=PROJECTS_PER_PAGE, maximum=PROJECTS_PER_PAGE)
     async with request.app[POOL].acquire() as conn:
+        # One page of projects first, so the per-project sums run for those rows only.
         rows = await conn.fetch(
             """
             SELECT p.id AS project_id, p.name,
@@ -79,13 +81,19 @@ async def totals(request: web.Request) -> web.Response:
                    coalesce((SELECT sum(h.count) FROM error_hourly h JOIN errors x ON x.id = h.error_id
                              WHERE x.project_id = p.id AND h.hour >= now() - interval '24 hours'), 0)::bigint
                        AS notices_24h
-            FROM projects p LEFT JOIN errors e ON e.project_id = p.id
-            WHERE $1::int IS NULL OR p.id = $1
-            GROUP BY p.id ORDER BY p.id
+            FROM (SELECT id, name FROM projects WHERE $1::int IS NULL OR id = $1
+                  ORDER BY id LIMIT $2 OFFSET $3) p
+            LEFT JOIN errors e ON e.project_id = p.id
+            GROUP BY p.id, p.name ORDER BY p.id
             """,
             project_id,
+            page.per_page,
+            page.offset,
         )
-    return json_response([dict(r) for r in rows])
+        total = await conn.fetchval(
+            "SELECT count(*) FROM projects WHERE $1::int IS NULL OR id = $1", project_id
+        )
+    return json_response([dict(r) for r in rows], headers={"Link": page.link_header(request, total)})
 
 
 def routes() -> list[web.RouteDef]:
