@@ -40,10 +40,34 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
     return _make(ms, _seq)
 
 
+NTH_BITS = 16  # the top bits of rand_b: 0 in a minted id, n in the n-th notice of the same body
+_NTH_SHIFT = 62 - NTH_BITS
+MAX_NTH = (1 << NTH_BITS) - 1
+
+
 def _make(ms: int, seq: int) -> uuid.UUID:
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << _NTH_SHIFT) - 1)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
     return uuid.UUID(int=value)
+
+
+def nth_notice_id(first: uuid.UUID, n: int) -> uuid.UUID:
+    """The id of the n-th notice (0-based) of a body whose first notice got `first`.
+
+    Same millisecond and sequence, n in bits a minted id leaves 0: unique, sorted by n, before any
+    id minted after `first`, and the same on every redelivery.
+    """
+    if not 0 <= n <= MAX_NTH:
+        raise ValueError(f"notice index {n} out of range")
+    return first if n == 0 else uuid.UUID(int=first.int | n << _NTH_SHIFT)
+
+
+def nth_location_id(first: uuid.UUID, n: int) -> uuid.UUID:
+    """The location id of the n-th notice of a body whose first notice got `first` (a UUIDv4 too)."""
+    if n == 0:
+        return first
+    digest = hashlib.blake2b(first.bytes + n.to_bytes(4, "big"), digest_size=16).digest()
+    return uuid.UUID(bytes=digest, version=4)
 
 
 def uuid7_ms(u: uuid.UUID | str) -> int:

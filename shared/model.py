@@ -56,6 +56,7 @@ class Notice(TypedDict):
     tags: NotRequired[list[str]]
     data: NotRequired[dict[str, Any]]
     client_fingerprint: NotRequired[list[str]]  # Sentry-style list or Exceptionless @stack data
+    notes: NotRequired[list[str]]  # what decoding dropped, clamped or truncated
 
 
 def frame(

@@ -11,13 +11,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.gateway import ops, routes
-from services.gateway.publisher import Publisher, ensure_group
-from services.gateway.ratelimit import RateLimiter
-from services.gateway.state import KEYS, LIMITER, POOL, PUBLISHER, REDIS, SETTINGS
+from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.stream import Publisher, ensure_group
 from shared.web import METRICS, error_middleware
 
 
@@ -43,7 +42,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     publisher = Publisher(client, s.notices_stream, s.backlog_limit)
     app[PUBLISHER] = publisher
-    app[LIMITER] = RateLimiter(client, s.stream_prefix)
     async for _ in _background(publisher.run(), publisher.watch_backlog()):
         yield
     await client.aclose()

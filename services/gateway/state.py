@@ -1,4 +1,4 @@
-"""Typed application keys of the gateway."""
+"""Typed application keys of the gateway (the ones protocol handlers use live in shared.protocols.ingest)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from services.gateway.publisher import Publisher
-from services.gateway.ratelimit import RateLimiter
-from shared.keys import KeyCache
-from shared.settings import Settings
+from shared.protocols.ingest import KEYS, PUBLISHER, SETTINGS
 
-SETTINGS = web.AppKey("settings", Settings)
+__all__ = ["KEYS", "POOL", "PUBLISHER", "REDIS", "SETTINGS"]
+
 REDIS = web.AppKey("redis", aioredis.Redis)
-KEYS = web.AppKey("keys", KeyCache)
-PUBLISHER = web.AppKey("publisher", Publisher)
-LIMITER = web.AppKey("limiter", RateLimiter)
 POOL = web.AppKey("pool", asyncpg.Pool)

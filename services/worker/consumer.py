@@ -14,17 +14,18 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from services.gateway.publisher import GROUP, ensure_group
-from services.worker import descriptions, maintenance, store
-from services.worker.pipeline import to_row
-from shared import codec
+from services.worker import descriptions, maintenance, pipeline, store
+from services.worker.pipeline import Row, Rules
+from shared import stream
 from shared.db import Conn, ensure_partitions
 from shared.scrub import fields_for
 from shared.settings import Settings
+from shared.stream import GROUP, ensure_group
 
 logger = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+Refused = tuple[bytes, str]  # (entry id, reason)
 MAX_DELIVERIES = 5  # an entry delivered this often without being acknowledged is poison
 TRANSIENT = (
     OSError,
@@ -50,6 +51,7 @@ class Consumer:
         self.dead = 0
         self._own_pending = True  # start by re-reading what this name may still hold
         self.projects: dict[int, dict[str, Any]] = {}
+        self._rules: dict[int, Rules] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, float] = dict.fromkeys(
             ("batches", "batch_entries", "write_seconds", "write_seconds_max"), 0.0
@@ -66,9 +68,21 @@ class Consumer:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT id, settings FROM projects")
         self.projects = {r["id"]: r["settings"] or {} for r in rows}
+        self._rules = {}
 
-    def scrub_fields(self, project_id: int) -> frozenset[str] | None:
-        return fields_for(self.projects.get(project_id, {}))
+    def rules(self, project_id: int) -> Rules:
+        """Scrubbing and grouping patterns of a project, from its settings (cached until the next load)."""
+        rules = self._rules.get(project_id)
+        if rules is None:
+            settings = self.projects.get(project_id, {})
+
+            def patterns(name: str) -> tuple[str, ...]:
+                value = settings.get(name)
+                return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+            rules = Rules(fields_for(settings), patterns("app_patterns"), patterns("library_patterns"))
+            self._rules[project_id] = rules
+        return rules
 
     async def run_once(self, block_ms: int | None = None) -> int:
         """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
@@ -101,33 +115,22 @@ class Consumer:
         return len(entries) + len(gone)
 
     async def process(self, entries: list[Entry]) -> None:
-        """Decode, write, dead-letter the undecodable, then XACK everything in one call."""
-        rows: list[tuple[Any, ...]] = []
-        row_ids: list[bytes] = []
-        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        described: list[tuple[bytes, codec.Description]] = []
-        for entry_id, fields in entries:
-            try:
-                env = codec.decode_any(fields)
-                if isinstance(env, codec.Description):
-                    described.append((entry_id, env))
-                    continue
-                rows.append(to_row(env, self.scrub_fields(env["pid"])))
-                row_ids.append(entry_id)
-            except Exception as e:  # anything about one entry must not stop the others
-                dead.append((entry_id, fields, f"{type(e).__name__}: {e}"))
-        if rows:
-            dead += await self._write(rows, row_ids, entries)
-        if rows or described:  # after the notices: a description meets its notice in either order
-            dead += await descriptions.apply(self.pool, described, rows, dict(entries))
+        """Decode, write, dead-letter what cannot be stored, then XACK everything in one call."""
+        batch = pipeline.process(entries, self.rules)
+        dead = list(batch.dead)
+        if batch.rows:
+            dead += await self._write(batch.rows, batch.row_entries)
+        if (
+            batch.rows or batch.descriptions
+        ):  # after the notices: a description meets its notice in either order
+            refused = await descriptions.apply(self.pool, batch.descriptions, batch.rows, dict(entries))
+            dead += [(entry_id, reason) for entry_id, _, reason in refused]
         if dead:
-            await self._dead_letter(dead)
+            await self._dead_letter(dead, batch.decoded)
         await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
 
-    async def _write(
-        self, rows: list[tuple[Any, ...]], row_ids: list[bytes], entries: list[Entry]
-    ) -> list[tuple[bytes, dict[bytes, bytes], str]]:
-        """Write all rows; on a data error, split the batch to isolate the entries PostgreSQL refuses."""
+    async def _write(self, rows: list[Row], row_entries: list[bytes]) -> list[Refused]:
+        """Write all rows; on a data error, split the batch to isolate the rows PostgreSQL refuses."""
         try:
             started = time.perf_counter()
             async with self.pool.acquire() as conn:
@@ -142,15 +145,14 @@ class Consumer:
             raise
         except asyncpg.PostgresError as e:
             if len(rows) == 1:
-                by_id = dict(entries)
-                logger.warning("entry refused by database id=%s error=%r", row_ids[0], e)
-                return [(row_ids[0], by_id[row_ids[0]], f"{type(e).__name__}: {e}")]
+                logger.warning("entry refused by database id=%s error=%r", row_entries[0], e)
+                return [(row_entries[0], f"{type(e).__name__}: {e}")]
         mid = len(rows) // 2
-        return await self._write(rows[:mid], row_ids[:mid], entries) + await self._write(
-            rows[mid:], row_ids[mid:], entries
+        return await self._write(rows[:mid], row_entries[:mid]) + await self._write(
+            rows[mid:], row_entries[mid:]
         )
 
-    async def _write_retrying_partitions(self, conn: Conn, rows: list[tuple[Any, ...]]) -> int:
+    async def _write_retrying_partitions(self, conn: Conn, rows: list[Row]) -> int:
         try:
             return await store.write_batch(conn, rows)
         except asyncpg.CheckViolationError as e:
@@ -159,70 +161,63 @@ class Consumer:
             await ensure_partitions(conn, back=3, ahead=7)
             return await store.write_batch(conn, rows)
 
-    async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
+    async def _dead_letter(self, dead: list[Refused], decoded: dict[bytes, stream.Entry]) -> None:
+        """Each refused entry's facts and scrubbed body to the dead-letter stream (GET /v1/dead-letters)."""
         pipe = self.redis.pipeline(transaction=False)
-        for entry_id, fields, reason in dead:
+        for entry_id, reason in dict(dead).items():  # an entry with several refused rows: one letter
             logger.error("dead-lettered id=%s reason=%s", entry_id, reason)
-            letter: dict[Any, Any] = {
-                b"id": entry_id,
-                b"reason": reason.encode()[:2000],
-                b"consumer": self.name.encode(),
-                **fields,
-            }
-            pipe.xadd(self.s.dead_stream, letter)
+            letter = pipeline.dead_letter(entry_id, decoded.get(entry_id), reason, self.name, self.rules)
+            pipe.xadd(self.s.dead_stream, letter.fields())  # type: ignore[arg-type]
         await pipe.execute()
-        self.dead += len(dead)
+        self.dead += len(dict(dead))
 
     async def reclaim(self) -> int:
         """Take over entries a dead or stuck consumer left pending; dead-letter repeat offenders."""
-        stream = self.s.notices_stream
+        key = self.s.notices_stream
         pending: Any = await self.redis.xpending_range(
-            stream, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
+            key, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
         )
         if not pending:
             return 0
         ids = [p["message_id"] for p in pending]
         poison = {p["message_id"] for p in pending if p["times_delivered"] >= MAX_DELIVERIES}
-        claimed: Any = await self.redis.xclaim(stream, GROUP, self.name, self.s.claim_idle_ms, ids)
+        claimed: Any = await self.redis.xclaim(key, GROUP, self.name, self.s.claim_idle_ms, ids)
         live: list[Entry] = [(i, f) for i, f in claimed if f is not None]
         gone = [i for i, f in claimed if f is None]
-        bad = [
-            (i, f, f"delivered {MAX_DELIVERIES}+ times without acknowledgement")
-            for i, f in live
-            if i in poison
-        ]
+        bad = [(i, f) for i, f in live if i in poison]
         if bad:
-            await self._dead_letter(bad)
-            await self.redis.xack(stream, GROUP, *[i for i, _, _ in bad])
+            reason = f"delivered {MAX_DELIVERIES}+ times without acknowledgement"
+            await self._dead_letter([(i, reason) for i, _ in bad], _decodable(bad))
+            await self.redis.xack(key, GROUP, *[i for i, _ in bad])
         ok = [(i, f) for i, f in live if i not in poison]
         if ok:
             logger.info("reclaimed entries=%d consumer=%s", len(ok), self.name)
             await self.process(ok)
         if gone:
-            await self.redis.xack(stream, GROUP, *gone)
+            await self.redis.xack(key, GROUP, *gone)
         return len(claimed)
 
     async def trim(self) -> None:
         """Drop acknowledged entries: everything older than the oldest pending or undelivered one."""
-        stream = self.s.notices_stream
-        groups = await self.redis.xinfo_groups(stream)
+        key = self.s.notices_stream
+        groups = await self.redis.xinfo_groups(key)
         group = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
         if group is None:
             return
         last = group["last-delivered-id"]
         last = last.decode() if isinstance(last, bytes) else last
-        summary = await self.redis.xpending(stream, GROUP)
+        summary = await self.redis.xpending(key, GROUP)
         oldest = summary.get("min") if summary and summary.get("pending") else None
         if oldest is not None:
             floor = oldest.decode() if isinstance(oldest, bytes) else oldest
         else:
             ms, _, seq = last.partition("-")
             floor = f"{ms}-{int(seq or 0) + 1}"
-        await self.redis.xtrim(stream, minid=floor, approximate=False)
+        await self.redis.xtrim(key, minid=floor, approximate=False)
 
     async def publish_stats(self) -> None:
         """This worker's counters, for the gateway's /metrics (expire if the worker dies)."""
-        key = f"{self.s.stream_prefix}:workers:{self.name}"
+        key = stream.workers_key(self.s.stream_prefix, self.name)
         fields = {**self.stats, "stored": self.stored, "dead": self.dead}
         await self.redis.hset(key, mapping={k: str(v) for k, v in fields.items()})  # type: ignore[misc]
         await self.redis.expire(key, 120)
@@ -280,3 +275,14 @@ class Consumer:
                 except TimeoutError:
                     pass
                 backoff = min(backoff * 2, 15.0)
+
+
+def _decodable(entries: list[Entry]) -> dict[bytes, stream.Entry]:
+    """The entries that decode, by id (for what a dead letter keeps of them)."""
+    out: dict[bytes, stream.Entry] = {}
+    for entry_id, fields in entries:
+        try:
+            out[entry_id] = stream.decode(fields)
+        except stream.CodecError:
+            pass
+    return out

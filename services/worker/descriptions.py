@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from services.worker.pipeline import COLUMNS
-from shared.codec import Description
+from shared.stream import Description
 
 logger = logging.getLogger(__name__)
 

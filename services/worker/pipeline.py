@@ -1,15 +1,27 @@
-"""Pure step: decoded stream envelopes -> rows for the notices table. No I/O."""
+"""The worker's pure step: stream entries in; staging rows, descriptions and dead letters out. No I/O.
+
+Raw entries are decoded by their protocol (shared.protocols), fingerprinted with the project's
+patterns, given their error id, scrubbed, and turned into rows of the tmp_notices staging table
+(store.py). Format-1 entries (parsed by an older gateway) become rows as they are.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from shared import codec, ids
+from shared import ids, stream
+from shared.fingerprint import VERSION, fingerprint
+from shared.model import Notice
+from shared.protocols.base import Undecodable
+from shared.protocols.registry import BY_NAME
 from shared.scrub import DEFAULT_FIELDS, scrub_notice, scrub_raw
+from shared.stream import DeadLetter, Description, LegacyNotice, RawNotice
 from shared.timeutil import UTC
 
 # Column order of the tmp_notices staging table (store.py).
@@ -32,8 +44,31 @@ COLUMNS = (
     "body",
     "raw",
 )
+PROJECT_ID = COLUMNS.index("project_id")
+REFERENCE_ID = COLUMNS.index("reference_id")
 
 MAX_TEXT = 10_000  # characters kept in indexed text columns
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a project's settings say about its notices: scrubbing and grouping patterns."""
+
+    scrub: frozenset[str] | None = DEFAULT_FIELDS
+    app_patterns: tuple[str, ...] = ()
+    library_patterns: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch, processed: rows to write (each with its entry's stream id), descriptions, refusals."""
+
+    rows: list[Row] = field(default_factory=list)
+    row_entries: list[bytes] = field(default_factory=list)
+    descriptions: list[tuple[bytes, Description]] = field(default_factory=list)
+    dead: list[tuple[bytes, str]] = field(default_factory=list)  # (entry id, reason)
+    decoded: dict[bytes, stream.Entry] = field(default_factory=dict)
 
 
 def _clean(value: Any) -> Any:
@@ -54,26 +89,33 @@ def _text(value: Any) -> str | None:
     return text.replace("\x00", "")[:MAX_TEXT]
 
 
-def to_row(env: codec.Envelope, scrub_fields: frozenset[str] | None = DEFAULT_FIELDS) -> tuple[Any, ...]:
-    """One staging row for an envelope, secrets scrubbed; raises on anything that cannot be stored."""
-    notice = env["n"]
-    raw = env.get("raw")
+def row(
+    nid: uuid.UUID,
+    loc: uuid.UUID,
+    project_id: int,
+    error_id: int,
+    fp: str,
+    gv: int,
+    notice: Notice,
+    raw: bytes | None,
+    scrub_fields: frozenset[str] | None,
+) -> Row:
+    """One staging row, secrets scrubbed; raises on anything that cannot be stored."""
     if scrub_fields is not None:
         notice = scrub_notice(notice, scrub_fields)  # type: ignore[assignment,arg-type]
-        if isinstance(raw, bytes | bytearray):
-            raw = scrub_raw(bytes(raw), scrub_fields)
-    nid = uuid.UUID(env["id"])
+        if raw is not None:
+            raw = scrub_raw(raw, scrub_fields)
     received = dt.datetime.fromtimestamp(ids.uuid7_ms(nid) / 1000, UTC)
     occurred = notice.get("occurred_at")
-    body = notice
+    body: Any = notice
     if b"\\u0000" in orjson.dumps(notice, option=orjson.OPT_NON_STR_KEYS):
         body = _clean(notice)
     return (
         nid,
         received,
-        env["pid"],
-        env["eid"],
-        uuid.UUID(env["loc"]),
+        project_id,
+        error_id,
+        loc,
         _text(notice.get("protocol")) or "unknown",
         _text(notice.get("type")) or "error",
         _text(notice.get("environment")) or "",
@@ -81,9 +123,83 @@ def to_row(env: codec.Envelope, scrub_fields: frozenset[str] | None = DEFAULT_FI
         _text(notice.get("message")),
         dt.datetime.fromtimestamp(occurred, UTC) if isinstance(occurred, int | float) else None,
         _text(notice.get("reference_id")),
-        env["fp"],
-        int(env.get("gv") or 1),
+        fp,
+        gv,
         _text(notice.get("file")),
         body,
-        bytes(raw) if isinstance(raw, bytes | bytearray) else None,
+        raw,
     )
+
+
+def legacy_row(entry: LegacyNotice, scrub_fields: frozenset[str] | None = DEFAULT_FIELDS) -> Row:
+    """A format-1 entry's row: its notice, ids and grouping as the older gateway made them."""
+    return row(
+        uuid.UUID(entry.notice_id),
+        uuid.UUID(entry.location_id),
+        entry.project_id,
+        entry.error_id,
+        entry.fingerprint,
+        entry.grouping_version,
+        entry.notice,
+        entry.raw,
+        scrub_fields,
+    )
+
+
+def raw_rows(entry: RawNotice, rules: Rules) -> list[Row]:
+    """Decode a raw entry with its protocol; one row per notice its body holds (Undecodable: none)."""
+    protocol = BY_NAME.get(entry.protocol)
+    if protocol is None:
+        raise Undecodable(f"unknown protocol {entry.protocol!r}")
+    decoded = protocol.decode(entry)
+    if len(decoded) > ids.MAX_NTH + 1:
+        raise Undecodable(f"{len(decoded)} notices in one body")
+    first_id, first_loc = uuid.UUID(entry.notice_id), uuid.UUID(entry.location_id)
+    rows = []
+    for n, (notice, raw) in enumerate(decoded):
+        if n == 0 and entry.fingerprint is not None and entry.error_id is not None:
+            fp, eid, gv = entry.fingerprint, entry.error_id, entry.grouping_version or VERSION
+        else:
+            fp = fingerprint(notice, rules.app_patterns, rules.library_patterns)
+            eid, gv = ids.error_id(entry.project_id, notice["environment"], fp), VERSION
+        nid, loc = ids.nth_notice_id(first_id, n), ids.nth_location_id(first_loc, n)
+        rows.append(row(nid, loc, entry.project_id, eid, fp, gv, notice, raw, rules.scrub))
+    return rows
+
+
+def process(entries: Iterable[tuple[bytes, dict[Any, Any]]], rules: Callable[[int], Rules]) -> Batch:
+    """The pure step: every entry becomes rows, a description, or a dead letter with its reason."""
+    batch = Batch()
+    for entry_id, fields in entries:
+        try:
+            entry = stream.decode(fields)
+            batch.decoded[entry_id] = entry
+            if isinstance(entry, Description):
+                batch.descriptions.append((entry_id, entry))
+                continue
+            if isinstance(entry, LegacyNotice):
+                made = [legacy_row(entry, rules(entry.project_id).scrub)]
+            else:
+                made = raw_rows(entry, rules(entry.project_id))
+            batch.rows += made
+            batch.row_entries += [entry_id] * len(made)
+        except Exception as e:  # anything about one entry must not stop the others
+            batch.dead.append((entry_id, f"{type(e).__name__}: {e}"))
+    return batch
+
+
+def dead_letter(
+    entry_id: bytes, entry: stream.Entry | None, reason: str, consumer: str, rules: Callable[[int], Rules]
+) -> DeadLetter:
+    """What is kept of a refused entry: its facts and its body, scrubbed like a stored notice."""
+    sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    if isinstance(entry, RawNotice | LegacyNotice):
+        body = entry.body if isinstance(entry, RawNotice) else entry.raw
+        scrub = rules(entry.project_id).scrub
+        if body is not None and scrub is not None:
+            body = scrub_raw(body, scrub)
+        protocol = entry.protocol if isinstance(entry, RawNotice) else entry.notice.get("protocol")
+        return DeadLetter(sid, reason, consumer, protocol, entry.project_id, entry.notice_id, body)
+    if isinstance(entry, Description):
+        return DeadLetter(sid, reason, consumer, "exceptionless", entry.project_id, None, None)
+    return DeadLetter(sid, reason, consumer, None, None, None, None)

@@ -13,10 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.gateway.ingest import authenticate, body, enqueue
-from services.gateway.state import SETTINGS
 from shared.model import ExceptionInfo, Frame, Notice
+from shared.protocols.base import Decoded, Protocol, Undecodable
+from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
+from shared.stream import RawNotice
 from shared.web import ApiError, Handler, json_object, json_response
+
+NAME = "airbrake"
 
 DEFAULT_DELAY = "60"
 ASYNC_PREFIX = "async "
@@ -78,13 +81,8 @@ def to_frame(raw: dict[str, Any]) -> Frame:
     return f
 
 
-def _error(raw: Any, i: int) -> ExceptionInfo:
-    if not isinstance(raw, dict):
-        raise ApiError(400, f"errors[{i}] should be a JSON object")
-    backtrace = raw.get("backtrace")
-    if backtrace is not None and not isinstance(backtrace, list):
-        raise ApiError(400, f"errors[{i}].backtrace should be an array")
-    frames = [to_frame(f) for f in backtrace or [] if isinstance(f, dict)]
+def _error(raw: dict[str, Any]) -> ExceptionInfo:
+    frames = [to_frame(f) for f in raw.get("backtrace") or [] if isinstance(f, dict)]
     return {"type": _str(raw.get("type")), "message": _str(raw.get("message")), "frames": frames}
 
 
@@ -95,17 +93,30 @@ def _dict(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value or {}
 
 
-def parse_notice(raw: bytes) -> Notice:
-    """A v3 notice body into the canonical notice; errors[] run from the error raised to its causes."""
+def check(raw: bytes) -> dict[str, Any]:
+    """The body's shape, all the gateway judges (400 naming what is wrong); frames are the worker's."""
     data = json_object(raw, "Notice body is not valid JSON", "Notice body should be a JSON object")
     errors = data.get("errors")
     if not isinstance(errors, list) or not errors:
         raise ApiError(400, "errors should be a non-empty array")
-    chain = [_error(e, i) for i, e in enumerate(errors)]
+    for i, e in enumerate(errors):
+        if not isinstance(e, dict):
+            raise ApiError(400, f"errors[{i}] should be a JSON object")
+        if e.get("backtrace") is not None and not isinstance(e["backtrace"], list):
+            raise ApiError(400, f"errors[{i}].backtrace should be an array")
+    for key in ("context", "params", "session", "environment"):
+        _dict(data, key)
+    return data
+
+
+def parse_notice(raw: bytes) -> Notice:
+    """A v3 notice body into the canonical notice; errors[] run from the error raised to its causes."""
+    data = check(raw)
+    chain = [_error(e) for e in data["errors"]]
     context = _dict(data, "context")
     first = chain[0]
     notice: Notice = {
-        "protocol": "airbrake",
+        "protocol": NAME,
         "type": "error",
         "exception": first["type"],
         "message": first["message"],
@@ -169,11 +180,22 @@ async def post_notice(request: web.Request) -> web.StreamResponse:
     if str(project.id) != request.match_info["project_id"]:
         raise ApiError(403, f"This key does not belong to project {request.match_info['project_id']}")
     raw = await body(request)
-    notice = parse_notice(raw)
-    [acc] = await enqueue(request, project, [(notice, raw)])
-    url = f"{request.app[SETTINGS].public_url}/locate/{acc.location_id}"
-    return json_response({"id": acc.notice_id, "url": url}, status=201)
+    check(raw)
+    new = Ids.new()
+    await queue(request, project, [RawNotice(NAME, new.notice_id, new.location_id, project.id, raw)])
+    url = f"{request.app[SETTINGS].public_url}/locate/{new.location_id}"
+    return json_response({"id": new.notice_id, "url": url}, status=201)
+
+
+def decode(entry: RawNotice) -> list[Decoded]:
+    try:
+        return [(parse_notice(entry.body), entry.body)]
+    except ApiError as e:
+        raise Undecodable(f"not an Airbrake notice: {e}") from e
 
 
 def routes() -> list[web.RouteDef]:
     return [web.post(r"/api/v3/projects/{project_id:\d+}/notices", post_notice)]
+
+
+PROTOCOL = Protocol(NAME, routes, decode)

@@ -15,10 +15,11 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from services.gateway.ingest import authenticate, body, enqueue
-from services.gateway.state import SETTINGS
 from shared.frames import parse_line
 from shared.model import Frame, Notice, frame
+from shared.protocols.base import Decoded, Protocol, Undecodable, note
+from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
+from shared.stream import RawNotice
 from shared.timeutil import parse_iso
 from shared.web import (
     ApiError,
@@ -32,7 +33,7 @@ from shared.web import (
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL: Final = "crashlog"
+NAME: Final = "crashlog"
 PROJECT_ROOT: Final = "[PROJECT_ROOT]"
 _CREDENTIAL_FIELDS: Final = frozenset({"api_key", "access_token", "auth_token", "key", "apikey"})
 _MAX_FORM_FIELDS: Final = 1000
@@ -193,8 +194,20 @@ def _dedupe(errors: list[dict[str, str]]) -> list[dict[str, str]]:
     return out
 
 
-def parse_payload(payload: dict[str, Any]) -> Notice:
-    """The CrashLog interfaces into the canonical notice; 422 naming every bad interface or field."""
+def check(payload: dict[str, Any]) -> None:
+    """What the gateway judges: the two interfaces every report has (422 naming the missing ones)."""
+    errors: list[dict[str, str]] = []
+    checked_field(errors, "Payload", payload, "notifier", dict, required=True)
+    checked_field(errors, "Payload", payload, "event", dict, required=True)
+    if errors:
+        raise validation_failed(errors)
+
+
+def parse_payload(payload: dict[str, Any], strict: bool = True) -> Notice:
+    """The CrashLog interfaces into the canonical notice; 422 naming every bad interface or field.
+
+    Not `strict` (the worker, after the gateway's `check`): a bad field is left out and noted instead.
+    """
     errors: list[dict[str, str]] = []
     notifier = checked_field(errors, "Payload", payload, "notifier", dict, required=True)
     event = checked_field(errors, "Payload", payload, "event", dict, required=True) or {}
@@ -208,10 +221,10 @@ def parse_payload(payload: dict[str, Any]) -> Notice:
     root = checked_field(errors, "Environment", environment, "project_root", str)
     hostname = checked_field(errors, "Context", context, "hostname", str)
     frames = [f for f in (parse_frame(errors, d, root) for d in backtrace) if f is not None]
-    if errors:
+    if errors and strict:
         raise validation_failed(_dedupe(errors))
     notice: Notice = {
-        "protocol": PROTOCOL,
+        "protocol": NAME,
         "type": "error",
         "exception": class_name,
         "message": message,
@@ -231,6 +244,8 @@ def parse_payload(payload: dict[str, Any]) -> Notice:
     user = _user(context.get("current_user"))
     if user is not None:
         notice["user"] = user
+    for e in _dedupe(errors):
+        note(notice, f"{e['resource']}.{e['field']}: {e['code']}, left out")
     return notice
 
 
@@ -248,13 +263,26 @@ async def notify(request: web.Request) -> web.Response:
     if project is None:  # the key may be a form field or sit beside the payload: judge nothing before it
         project = authenticate(request, credential_from_params(body_fields(raw, request.content_type)) or "")
     sub = read_submission(raw, request.content_type)
-    notice = parse_payload(sub.payload)
-    [acc] = await enqueue(request, project, [(notice, sub.raw)])
+    check(sub.payload)
+    new = Ids.new()
+    await queue(request, project, [RawNotice(NAME, new.notice_id, new.location_id, project.id, sub.raw)])
     base = request.app[SETTINGS].public_url.rstrip("/")
     return json_response(
-        {"location_id": acc.location_id}, status=201, headers={"Location": f"{base}/locate/{acc.location_id}"}
+        {"location_id": new.location_id}, status=201, headers={"Location": f"{base}/locate/{new.location_id}"}
     )
+
+
+def decode(entry: RawNotice) -> list[Decoded]:
+    """The payload the gateway found (wrapper and credentials already gone), leniently."""
+    try:
+        payload = json_object(entry.body)
+    except ApiError as e:
+        raise Undecodable(f"not a CrashLog payload: {e}") from e
+    return [(parse_payload(payload, strict=False), entry.body)]
 
 
 def routes() -> list[web.RouteDef]:
     return [web.post("/notify", notify)]
+
+
+PROTOCOL = Protocol(NAME, routes, decode)

@@ -1,4 +1,9 @@
-"""Exceptioner API v1: `POST /v1/notices` (Hoptoad-style notices with Ruby backtraces)."""
+"""Exceptioner API v1: `POST /v1/notices` (Hoptoad-style notices with Ruby backtraces).
+
+The one protocol whose answer needs the grouping: its 201 carries `error_id`. So the gateway parses
+and fingerprints the notice (the same pure functions the worker would use) and queues the raw body
+with that error id and fingerprint, which the worker then stores as given.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
-from services.gateway.ingest import authenticate, body, enqueue
+from shared import ids
+from shared.fingerprint import VERSION, fingerprint
 from shared.frames import parse_line
 from shared.model import Notice
+from shared.protocols.base import Decoded, Protocol, Undecodable
+from shared.protocols.ingest import Ids, authenticate, body, patterns, queue
+from shared.stream import RawNotice
 from shared.timeutil import iso
-from shared.web import checked_field, json_object, json_response, validation_failed
+from shared.web import ApiError, checked_field, json_object, json_response, validation_failed
+
+NAME = "exceptioner"
 
 
 def parse_notice(data: dict[str, Any]) -> Notice:
@@ -34,7 +45,7 @@ def parse_notice(data: dict[str, Any]) -> Notice:
     exc_message = text[len(prefix) :] if text.startswith(prefix) else text
     frames = [parse_line(line) for line in backtrace if line and line != "..."]
     notice: Notice = {
-        "protocol": "exceptioner",
+        "protocol": NAME,
         "type": "error",
         "exception": exception,
         "message": text,
@@ -56,20 +67,35 @@ async def post_notice(request: web.Request) -> web.Response:
     project = authenticate(request)
     raw = await body(request)
     notice = parse_notice(json_object(raw))
-    [acc] = await enqueue(request, project, [(notice, raw)])
-    stamp = iso(acc.received_at)
+    fp = fingerprint(notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"))
+    eid = ids.error_id(project.id, notice["environment"], fp)
+    new = Ids.new()
+    entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", {}, eid, fp, VERSION)
+    await queue(request, project, [entry])
+    stamp = iso(new.received_at)
     return json_response(
         {
-            "id": acc.notice_id,
-            "error_id": acc.error_id,
+            "id": new.notice_id,
+            "error_id": eid,
             "message": notice["message"],
             "created_at": stamp,
             "updated_at": stamp,
         },
         status=201,
-        headers={"Location": f"/v1/errors/{acc.error_id}/notices/{acc.notice_id}"},
+        headers={"Location": f"/v1/errors/{eid}/notices/{new.notice_id}"},
     )
+
+
+def decode(entry: RawNotice) -> list[Decoded]:
+    """The worker's face: the body the gateway already validated, as the canonical notice."""
+    try:
+        return [(parse_notice(json_object(entry.body)), entry.body)]
+    except ApiError as e:
+        raise Undecodable(f"not an Exceptioner notice: {e}") from e
 
 
 def routes() -> list[web.RouteDef]:
     return [web.post("/v1/notices", post_notice)]
+
+
+PROTOCOL = Protocol(NAME, routes, decode)

@@ -106,19 +106,21 @@ async def saturate(
     added_end = await stack.settled_added()
     drained = await drain(stack, drain_timeout)
     stored = await stored_notices(conn, stack.project.id) - stored0
-    accepted = added_end - added0
+    # The stream holds one raw entry per accepted request, each of `per_request` notices.
+    entries = added_end - added0
+    accepted = entries * per_request
     if stored != accepted:
         raise BenchError(f"{name}: {accepted} notices accepted but {stored} stored")
-    if not result.ok * per_request <= accepted <= (result.ok + connections) * per_request:
-        raise BenchError(f"{name}: wrk counted {result.ok * per_request} accepted, the stream {accepted}")
+    if not result.ok <= entries <= result.ok + connections:
+        raise BenchError(f"{name}: wrk counted {result.ok} accepted requests, the stream {entries}")
     if first is None or last[0] <= first[0]:
-        first, last = (t0, acked0), (time.monotonic(), acked0 + stored)
+        first, last = (t0, acked0), (time.monotonic(), acked0 + entries)
     return Saturated(
         name,
         result,
         per_request,
         last[0] - first[0],
-        last[1] - first[1],
+        (last[1] - first[1]) * per_request,
         accepted,
         stored,
         backlog,

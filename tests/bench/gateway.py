@@ -2,7 +2,7 @@
 the same load against a bare aiohttp process (the ceiling for one process).
 
 No workers run here: the gateway's CPU is what is measured, and the stream is emptied after each
-run. Accepted notices are checked against what reached the stream.
+run. Accepted requests are checked against the raw entries that reached the stream.
 """
 
 from __future__ import annotations
@@ -102,11 +102,11 @@ async def load(
     queued = -1
     if check_stream:
         queued = await stack.settled_added() - added0
-        accepted = result.ok * per_request
+        accepted = result.ok  # one raw entry per accepted request, whatever it holds
         # Requests in flight when wrk stopped may be queued without wrk having counted the answer.
-        if not accepted <= queued <= accepted + connections * per_request:
+        if not accepted <= queued <= accepted + connections:
             raise BenchError(
-                f"{name}: wrk counted {accepted} accepted notices but {queued} reached the stream"
+                f"{name}: wrk counted {accepted} accepted requests but {queued} entries reached the stream"
             )
         await stack.r.xtrim(stack.stream, maxlen=0)
     if result.ok == 0:

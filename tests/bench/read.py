@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from services.worker import store
-from services.worker.pipeline import COLUMNS, to_row
+from services.worker import pipeline, store
+from services.worker.pipeline import COLUMNS
+from shared import ids
 from tests.bench import fill, wrk
 from tests.bench.payloads import Request
 from tests.bench.stack import Stack
@@ -65,7 +67,18 @@ async def seed(
     now_ms = int(time.time() * 1000) - 60_000
     span = days * 86_400_000
     first = [
-        to_row(fill.envelope(stack.project, t, now_ms - (k * 7919) % span), None) for k, t in enumerate(tpls)
+        pipeline.row(
+            ids.uuid7(now_ms - (k * 7919) % span),
+            uuid.uuid4(),
+            stack.project.id,
+            t.eid,
+            t.fp,
+            1,
+            t.notice,
+            None,
+            None,
+        )
+        for k, t in enumerate(tpls)
     ]
     per_error = [(k, *(row[i] for i in _KEEP)) for k, row in enumerate(first)]
 

@@ -19,8 +19,8 @@ import orjson
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from services.worker.pipeline import to_row
-from shared import codec, ids
+from services.worker import pipeline
+from shared import ids
 from shared.fingerprint import fingerprint
 
 # FAULTLINE_FUZZ_EXAMPLES=5000 for a long local hunt; CI keeps the default bounded and deterministic.
@@ -319,19 +319,6 @@ def check_notice(notice: Any, protocol: str) -> None:
     assert msgpack.unpackb(msgpack.packb(notice, use_bin_type=True), raw=False) == notice
     fp = fingerprint(notice)
     assert isinstance(fp, str) and _HEX40.fullmatch(fp), fp
-    # What the gateway queues, decoded and turned into a row as a worker does: a 2xx must be storable.
-    nid = str(ids.uuid7(1_800_000_000_000))
-    entry = codec.encode(
-        {
-            "v": codec.FORMAT,
-            "id": nid,
-            "loc": str(uuid.uuid4()),
-            "pid": 1,
-            "eid": 1,
-            "fp": fp,
-            "gv": 1,
-            "n": notice,
-            "raw": b"{}",
-        }
-    )  # type: ignore[typeddict-item]
-    to_row(codec.decode(entry))
+    # A worker's row for it (as a format-1 entry would give): a 2xx must be storable.
+    nid = ids.uuid7(1_800_000_000_000)
+    pipeline.row(nid, uuid.uuid4(), 1, 1, fp, 1, notice, b"{}", pipeline.DEFAULT_FIELDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import uuid
 import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,12 +21,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from services.gateway import airbrake, crashlog, exceptioner, sentry
-from services.gateway import exceptionless_parse as xl
-from services.gateway import sentry_envelope as wire
+from shared import ids
 from shared.fingerprint import parameterize
 from shared.frames import parse_line, parse_text
+from shared.protocols import airbrake, crashlog, exceptioner
+from shared.protocols.base import Undecodable
+from shared.protocols.exceptionless import wire as xl
+from shared.protocols.registry import BY_NAME
+from shared.protocols.sentry import http as sentry
+from shared.protocols.sentry import wire
 from shared.scrub import FILTERED, scrub, scrub_raw
+from shared.stream import RawNotice
 from shared.timeutil import from_epoch, parse_iso
 from shared.web import ApiError, _Inflater, json_object
 from tests.fuzz.payloads import (
@@ -235,19 +241,24 @@ def test_exceptionless_config_helpers(version: str | None, config: dict[str, str
 SENTRY_ITEM_TYPES = st.sampled_from(["event", "session", "attachment", "transaction", "client_report", ""])
 
 
+def raw_entry(protocol: str, body: bytes, **facts: Any) -> RawNotice:
+    return RawNotice(protocol, str(ids.uuid7(int(NOW * 1000))), str(uuid.uuid4()), 1, body, "", facts)
+
+
+def decoded(protocol: str, body: bytes, **facts: Any) -> list[Any]:
+    """The worker's decoding: notices, or Undecodable (a dead letter) and nothing else."""
+    try:
+        return BY_NAME[protocol].decode(raw_entry(protocol, body, **facts))
+    except Undecodable:
+        return []
+
+
 def sentry_envelope_parse(raw: bytes) -> None:
-    env = outcome(wire.parse_envelope, raw)
-    if env is None:
+    if outcome(wire.parse_envelope, raw) is None:  # the gateway's 400
         return
-    got = outcome(
-        sentry._notices, env.items, env.headers.get("sent_at"), env.headers.get("event_id"), "127.0.0.1", NOW
-    )
-    if got is None:
-        return
-    answer, notices = got
-    assert answer is None or isinstance(answer, str)
-    for eid, notice, payload in notices:
-        assert isinstance(eid, str) and len(eid) == 32 and isinstance(payload, bytes)
+    for notice, payload in decoded("sentry", raw, ip="127.0.0.1"):
+        assert isinstance(notice["reference_id"], str) and len(notice["reference_id"]) == 32
+        assert isinstance(payload, bytes)
         check_notice(notice, "sentry")
 
 
@@ -268,10 +279,9 @@ def test_sentry_valid_envelope_is_accepted() -> None:
     raw = envelope(
         {"event_id": SENTRY_EVENT["event_id"]}, [({"type": "event"}, as_json(SENTRY_EVENT), True)], False
     )
-    env = wire.parse_envelope(raw)
-    answer, notices = sentry._notices(env.items, None, None, None, NOW)
-    assert answer == SENTRY_EVENT["event_id"] and len(notices) == 1
-    check_notice(notices[0][1], "sentry")
+    [(notice, _)] = decoded("sentry", raw, event_id=SENTRY_EVENT["event_id"])
+    assert notice["reference_id"] == SENTRY_EVENT["event_id"]
+    check_notice(notice, "sentry")
 
 
 @FUZZ

@@ -282,14 +282,26 @@ async def test_post_error_answers(gateway, consumer, project: ProjectInfo, user_
         headers={**bearer(project.key), "Content-Type": "text/plain", "Content-Encoding": "gzip"},
     )
     assert resp.status == 413 and await resp.read() == b""
-    lines = b"\n".join(b"l%d" % i for i in range(5001))
-    resp = await post(gateway, project.key, lines, "text/plain")
-    assert resp.status == 413
     for headers in ({}, bearer("0123456789abcdef0123456789abcdef"), bearer(user_token)):
         resp = await gateway.post(EVENTS, json=event, headers=headers)
         assert resp.status == (403 if headers == bearer(user_token) else 401)
         await assert_empty_or_json(resp)
     assert await drain(consumer) == 0
+
+
+async def test_events_past_the_cap_are_counted_not_built(gateway, consumer, project: ProjectInfo, pool):
+    """Answered 202 before parsing (as the real server does); the worker keeps the first MAX_EVENTS,
+    and the last kept notice says how many more there were."""
+    lines = b"\n".join(b"l%d" % i for i in range(5003))
+    resp = await post(gateway, project.key, lines, "text/plain")
+    assert resp.status == 202
+    await drain(consumer)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT message, body FROM notices WHERE project_id = $1 ORDER BY id", project.id
+        )
+    assert [r["message"] for r in rows] == [f"l{i}" for i in range(5000)]
+    assert rows[-1]["body"]["notes"] == ["3 more events in the same request were dropped (over 5000)"]
 
 
 async def test_every_credential_form_the_real_server_accepts(gateway, consumer, project: ProjectInfo):
@@ -679,10 +691,10 @@ async def test_user_description_and_its_event_in_one_worker_batch(
 async def test_a_refused_description_is_dead_lettered_and_the_batch_goes_on(
     gateway, query, consumer, redis, settings, project: ProjectInfo, user_token
 ):
-    from shared import codec
+    from shared import stream
 
-    orphan = codec.Description(2_000_000_000, "0000aaaa11", {"description": "no such project"}, 1.0)
-    entry_id = await redis.xadd(settings.notices_stream, codec.encode_description(orphan))
+    orphan = stream.Description(2_000_000_000, "0000aaaa11", {"description": "no such project"}, 1.0)
+    entry_id = await redis.xadd(settings.notices_stream, stream.encode(orphan))
     resp = await post(gateway, project.key, {"type": "log", "message": "still stored"})
     assert resp.status == 202
     dead_before = consumer.dead

@@ -7,11 +7,10 @@ import asyncio
 import msgpack
 import redis.asyncio as aioredis
 
-from services.gateway.publisher import GROUP
-from services.worker import store
+from services.worker import pipeline, store
 from services.worker.consumer import Consumer
-from services.worker.pipeline import to_row
-from shared import codec
+from shared import stream as codec
+from shared.stream import GROUP
 from tests.conftest import drain
 from tests.integration.test_exceptioner import notice, post
 
@@ -41,7 +40,7 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
     _, body = await post(gateway, project.key, notice(exception="CrashBeforeAckError"))
     resp = await redis.xreadgroup(GROUP, doomed.name, {settings.notices_stream: ">"}, count=1000)
     entries = resp[0][1]
-    rows = [to_row(codec.decode(f)) for _, f in entries]
+    rows = pipeline.process(entries, lambda _: pipeline.Rules()).rows
     async with pool.acquire() as conn:
         await store.write_batch(conn, rows)  # written ...
     # ... and the process "dies" here: no XACK. The entries stay pending under its name.
@@ -104,7 +103,7 @@ async def test_entry_the_database_refuses_is_isolated(gateway, consumer, project
         "raw": b"{}",
     }
     # pid is a project that does not exist: the errors foreign key refuses it.
-    await redis.xadd(settings.notices_stream, codec.encode(env))  # type: ignore[arg-type]
+    await redis.xadd(settings.notices_stream, {b"m": msgpack.packb(env, use_bin_type=True)})
     dead_before = await redis.xlen(settings.dead_stream)
     await drain(consumer)
     assert await error_count(pool, good["error_id"]) == (1, 1)
@@ -130,7 +129,7 @@ async def test_trim_keeps_unacknowledged_entries(gateway, consumer, project, red
     _, body = await post(gateway, project.key, notice(exception="TrimError"))
     await consumer.trim()  # nothing read yet: the new entry must survive
     entries = await redis.xrange(settings.notices_stream)
-    assert [codec.decode(f)["id"] for _, f in entries] == [body["id"]]
+    assert [codec.decode(f).notice_id for _, f in entries] == [body["id"]]
     await drain(consumer)
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway import sentry_envelope
-from services.gateway.airbrake import airbrake_error, parse_notice, to_frame
 from shared.fingerprint import fingerprint
+from shared.protocols.airbrake import airbrake_error, parse_notice, to_frame
+from shared.protocols.sentry import wire as sentry_envelope
 from shared.web import ApiError
 from tests.unit.test_sentry_parse import NOW, PY_EVENT
 

@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from services.gateway import crashlog
-from services.gateway.exceptioner import parse_notice as parse_exceptioner
 from services.query.locate import payload_from_notice
 from shared.fingerprint import fingerprint
+from shared.protocols import crashlog
+from shared.protocols.exceptioner import parse_notice as parse_exceptioner
 from shared.web import ApiError
 
 FULL: dict[str, Any] = {

@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway import exceptionless_parse as parse
 from services.worker import descriptions
-from shared import codec
+from shared import stream as codec
 from shared.fingerprint import fingerprint
+from shared.protocols.exceptionless import wire as parse
 from shared.web import ApiError
 
 NOW = 1_800_000_000.0  # 2027-01-15
@@ -453,27 +453,24 @@ def test_configuration_answer_and_version_parameter():
     assert [parse.requested_version(v) for v in (None, "3", "-1", "x", "9" * 20)] == [None, 3, -1, None, None]
 
 
-def test_description_envelope_round_trip_and_notice_decoding_stays_strict():
+def test_description_entry_round_trip_and_decoding_stays_strict():
     d = codec.Description(7, "ab12cd34ef", {"description": "d"}, NOW)
-    fields = codec.encode_description(d)
-    assert codec.decode_any(fields) == d
-    with pytest.raises(codec.CodecError, match="not a notice"):
-        codec.decode(fields)
-    broken = codec.encode_description(codec.Description(7, "", {}, NOW))
+    fields = codec.encode(d)
+    assert codec.decode(fields) == d
+    broken = codec.encode(codec.Description(7, "", {}, NOW))
     with pytest.raises(codec.CodecError):
-        codec.decode_any(broken)
-    env: codec.Envelope = {
-        "v": codec.FORMAT,
-        "id": "i",
-        "loc": "l",
-        "pid": 1,
-        "eid": 2,
-        "fp": "f",
-        "gv": 1,
-        "n": notice(NODE_LOG),
-        "raw": b"{}",
-    }  # type: ignore[typeddict-item]
-    assert codec.decode_any(codec.encode(env)) == codec.decode(codec.encode(env)) == env
+        codec.decode(broken)
+    raw = codec.RawNotice("exceptionless", "i", "l", 1, b"[]", "application/json", {"q": 1})
+    assert codec.decode(codec.encode(raw)) == raw
+    legacy = codec.LegacyNotice("i", "l", 1, 2, "f", 1, notice(NODE_LOG), b"{}")
+    assert codec.decode(codec.encode_legacy(legacy)) == legacy
+
+
+def test_text_bodies_are_split_lazily_up_to_the_cap():
+    events, more = parse.split(b"a\n" * 7 + b"\r\n\x0bb", 5)
+    assert [e["message"] for e, _ in events] == ["a"] * 5 and more == 3
+    events, more = parse.split(orjson.dumps([NODE_LOG] * 4), 3)
+    assert len(events) == 3 and more == 1
 
 
 def test_worker_description_helpers():

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway import sentry_envelope as wire
-from services.gateway.sentry import auth_fields, pick_key, sentry_error
 from shared.cli import project_json
 from shared.fingerprint import fingerprint
+from shared.protocols.sentry import wire
+from shared.protocols.sentry.http import auth_fields, pick_key, sentry_error
 from shared.settings import Settings
 from shared.timeutil import parse_iso
 from shared.web import ApiError

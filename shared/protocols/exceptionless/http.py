@@ -1,8 +1,9 @@
-"""Exceptionless v2 on the gateway: events (POST, GET), heartbeats, user descriptions, client configuration.
+"""Exceptionless v2, the gateway's face: events (POST, GET), heartbeats, user descriptions, configuration.
 
 What the clients need from the answers: only 202 counts as accepted, any non-empty body is parsed as
-JSON, and `X-Exceptionless-ConfigVersion` tells them when to fetch their configuration again.
-Parsing lives in exceptionless_parse; this module only moves data between the request and the stream.
+JSON, and `X-Exceptionless-ConfigVersion` tells them when to fetch their configuration again. As the
+real server does, a posted body is answered 202 before it is parsed: the worker splits and decodes it
+(wire.py), and what it cannot use is listed as a dead letter.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import time
 import orjson
 from aiohttp import web
 
-from services.gateway import exceptionless_parse as parse
-from services.gateway.ingest import authenticate, body, enqueue
-from services.gateway.state import PUBLISHER
-from shared import codec
 from shared.keys import Project
-from shared.model import Notice
+from shared.protocols.exceptionless import wire as parse
+from shared.protocols.ingest import Ids, authenticate, body, queue
+from shared.stream import Description, RawNotice
 from shared.web import ApiError, Handler, credential, credential_from_headers, json_response
 
 logger = logging.getLogger(__name__)
@@ -87,16 +86,11 @@ async def post_events(request: web.Request) -> web.Response:
     raw = await body(request)
     if not raw.strip():
         raise ApiError(411, "Length Required")
-    events = parse.split_body(raw)
-    if len(events) > parse.MAX_EVENTS:
-        raise ApiError(413, f"More than {parse.MAX_EVENTS} events in one request; send smaller batches")
-    now = time.time()
-    notices: list[tuple[Notice, bytes]] = []
-    for event, event_raw in events:
-        notice = parse.to_notice(event, now)
-        if notice is not None:
-            notices.append((notice, event_raw))
-    await enqueue(request, project, notices)
+    new = Ids.new()
+    media = request.content_type if "Content-Type" in request.headers else ""
+    await queue(
+        request, project, [RawNotice(parse.PROTOCOL, new.notice_id, new.location_id, project.id, raw, media)]
+    )
     return _answer(project, 202)
 
 
@@ -109,9 +103,11 @@ async def get_submit(request: web.Request) -> web.Response:
         _key(request),
         parse.exclusion_patterns(project.config),
     )
-    notice = parse.to_notice(event, time.time()) if event is not None else None
-    if notice is not None:
-        await enqueue(request, project, [(notice, orjson.dumps(event))])
+    if event is not None and event.get("type") != parse.HEARTBEAT:
+        new = Ids.new()
+        raw = orjson.dumps(event)
+        entry = RawNotice(parse.PROTOCOL, new.notice_id, new.location_id, project.id, raw, "application/json")
+        await queue(request, project, [entry])
     return _answer(project, 200)
 
 
@@ -125,8 +121,8 @@ async def post_user_description(request: web.Request) -> web.Response:
     """POST .../events/by-ref/{reference_id}/user-description: queued for the worker; 202."""
     project = _project(request)
     data = parse.user_description(await body(request))
-    description = codec.Description(project.id, request.match_info["reference_id"], data, time.time())
-    await request.app[PUBLISHER].publish([codec.encode_description(description)])
+    description = Description(project.id, request.match_info["reference_id"], data, time.time())
+    await queue(request, project, [description])
     return _answer(project, 202)
 
 

@@ -15,14 +15,17 @@ from typing import Any, Final, cast
 
 import orjson
 
+from shared import ids
 from shared.frames import parse_text
 from shared.model import ExceptionInfo, Frame, Notice, frame
+from shared.protocols.base import Decoded, note
+from shared.stream import RawNotice
 from shared.timeutil import parse_iso
 from shared.web import ApiError
 
 PROTOCOL: Final = "exceptionless"
 HEARTBEAT: Final = "heartbeat"
-MAX_EVENTS: Final = 5000  # per request; more is answered 413, which the clients meet by halving batches
+MAX_EVENTS: Final = 5000  # per request; the worker keeps the first 5000 and notes what it dropped
 MAX_CHAIN: Final = 20  # inner errors followed
 MAX_FRAMES: Final = 500  # frames kept per error
 MAX_TAGS: Final = 100
@@ -49,6 +52,7 @@ _CONSUMED: Final = (
 )
 _PY_EXCEPTION_LINE: Final = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<message>.*))?")  # "ValueError: x"
 _GEO: Final = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*")
+_LINE: Final = re.compile("[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
 _CREDENTIAL_PARAMS: Final = frozenset({"access_token", "api_key", "apikey"})  # never data (real server)
 
 
@@ -56,7 +60,12 @@ _CREDENTIAL_PARAMS: Final = frozenset({"access_token", "api_key", "apikey"})  # 
 
 
 def split_body(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
-    """The events of a POST body, each with its own JSON (or text line) as submitted."""
+    """The events of a POST body (the first MAX_EVENTS), each with its own JSON (or text line) as submitted."""
+    return split(raw, MAX_EVENTS)[0]
+
+
+def split(raw: bytes, cap: int) -> tuple[list[tuple[dict[str, Any], bytes]], int]:
+    """The first `cap` events of a POST body, and how many more there were (counted, never built)."""
     text = raw.decode("utf-8", "replace").lstrip("\ufeff")
     head = text.lstrip()[:1]
     if head in ("{", "["):
@@ -65,16 +74,26 @@ def split_body(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
         except orjson.JSONDecodeError:
             doc = None
         if isinstance(doc, dict):
-            return [(doc, raw)]
+            return [(doc, raw)], 0
         if isinstance(doc, list) and all(isinstance(item, dict) or item is None for item in doc):
-            return [(item, orjson.dumps(item)) for item in doc if item is not None]
+            items = [item for item in doc if item is not None]
+            return [(item, orjson.dumps(item)) for item in items[:cap]], max(0, len(items) - cap)
     # Not an event or a list of them: the real server makes every non-blank line a log message.
-    return [({"type": "log", "message": line}, line.encode()) for line in _lines(text)]
+    events: list[tuple[dict[str, Any], bytes]] = []
+    more = 0
+    for line in _lines(text):
+        if len(events) < cap:
+            events.append(({"type": "log", "message": line}, line.encode()))
+        else:
+            more += 1
+    return events, more
 
 
 def _lines(text: str) -> Iterable[str]:
-    for line in text.splitlines():
-        stripped = line.strip()
+    """Non-blank lines (as str.splitlines splits them), stripped, one at a time: a body of millions
+    of lines is never one list."""
+    for m in _LINE.finditer(text):
+        stripped = m.group().strip()
         if stripped:
             yield stripped
 
@@ -458,3 +477,17 @@ def requested_version(raw: str | None) -> int | None:
         return int(raw)
     except ValueError:
         return None
+
+
+def decode(entry: RawNotice) -> list[Decoded]:
+    """The worker's face: every event of a posted body (a heartbeat is none), at the received time."""
+    now = ids.uuid7_ms(entry.notice_id) / 1000
+    events, dropped = split(entry.body, MAX_EVENTS)
+    out: list[Decoded] = []
+    for event, raw in events:
+        notice = to_notice(event, now)
+        if notice is not None:
+            out.append((notice, raw))
+    if dropped and out:
+        note(out[-1][0], f"{dropped} more events in the same request were dropped (over {MAX_EVENTS})")
+    return out

@@ -1,10 +1,12 @@
-"""Sentry ingest: `POST /api/{project_id}/envelope/` and the legacy `POST /api/{project_id}/store/`.
+"""Sentry's gateway face: `POST /api/{project_id}/envelope/` and the legacy `POST /api/{project_id}/store/`.
 
 The real SDKs (sentry-sdk, @sentry/node, ...) report here unmodified with a DSN
-`http://{client_key}@{gateway host:port}/{project_id}`. Items of type `event` become notices;
-every other item (sessions, transactions, client reports, attachments, ...) is accepted and skipped.
+`http://{client_key}@{gateway host:port}/{project_id}`. The gateway reads the envelope's framing
+(header and item headers, never an event payload when the header names the event) and queues the
+body whole when it holds an `event` item; the worker turns each event item into a notice. Envelopes
+of sessions, transactions, client reports, ... alone are answered and not queued.
 
-A repeated event_id is stored once: the publisher's script claims `(project, event_id)` with
+A repeated event_id is stored once: the queueing script claims `(project, event_id)` with
 `SET NX EX` in the same call as the XADD, so a notice that could not be queued claims nothing.
 """
 
@@ -12,18 +14,19 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from services.gateway import sentry_envelope as wire
-from services.gateway.ingest import authenticate, body, enqueue
-from services.gateway.state import SETTINGS
+from shared import stream
 from shared.keys import Project
-from shared.model import Notice
+from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
+from shared.protocols.sentry import wire
+from shared.stream import RawNotice
 from shared.web import ApiError, Handler, credential, json_response
+
+NAME = "sentry"
 
 logger = logging.getLogger(__name__)
 
@@ -108,44 +111,38 @@ def _sentry_errors(handler: Handler) -> Handler:
 # ---- queueing --------------------------------------------------------------------------------
 
 
-async def queue_once(request: web.Request, project: Project, events: list[tuple[str, Notice, bytes]]) -> int:
-    """Queue the events whose id this project has not seen in the last hour; returns how many were new.
-
-    The claim on `(project, event_id)` and the XADD happen in one Redis script call per flush
-    (services/gateway/publisher.py), so a notice that could not be queued claims nothing and the
-    client's retry is stored, and deduplication costs no round trip of its own.
-    """
-    prefix = request.app[SETTINGS].stream_prefix
-    once = [f"{prefix}:sentry-seen:{project.id}:{eid}" for eid, _, _ in events]
-    accepted = await enqueue(request, project, [(notice, raw) for _, notice, raw in events], once)
-    return sum(not a.duplicate for a in accepted)
-
-
-def _notices(
-    items: list[wire.Item], sent_at: Any, default_id: Any, client_ip: str | None, now: float
-) -> tuple[str | None, list[tuple[str, Notice, bytes]]]:
-    """The envelope's event items as notices, plus the event id to answer with."""
-    answer = wire.event_id({}, default_id) if default_id else None
-    out: list[tuple[str, Notice, bytes]] = []
-    for item in items:
-        if item.type != "event":
-            continue  # session(s), client_report, transaction, span, attachment, check_in, log, ...
-        event = wire.event_object(item.payload)
-        eid = wire.event_id(event, default_id)
-        answer = answer or eid
-        out.append(
-            (eid, wire.to_notice(event, eid, now=now, sent_at=sent_at, client_ip=client_ip), item.payload)
-        )
-    return answer, out
+async def _queue_once(
+    request: web.Request, project: Project, event_id: str, raw: bytes, facts: dict[str, Any]
+) -> None:
+    """Queue the body unless this project's event id was seen in the last hour."""
+    new = Ids.new()
+    if request.remote:
+        facts["ip"] = request.remote
+    entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", facts)
+    once = stream.once_key(request.app[SETTINGS].stream_prefix, project.id, event_id)
+    await queue(request, project, [entry], [once])
 
 
 async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -> web.Response:
     env = wire.parse_envelope(raw)
-    answer, events = _notices(
-        env.items, env.headers.get("sent_at"), env.headers.get("event_id"), request.remote, time.time()
+    events = [item for item in env.items if item.type == "event"]
+    header_id = env.headers.get("event_id")
+    if len(events) > wire.MAX_EVENT_ITEMS:
+        raise ApiError(400, "invalid envelope: duplicate item: event")
+    if not events:  # session(s), client_report, transaction, span, attachment, check_in, log, ...
+        return json_response({"id": wire.event_id({}, header_id)} if header_id else {})
+    for item in events:
+        if len(item.payload) > wire.MAX_EVENT:
+            raise ApiError(413, f"Event exceeds {wire.MAX_EVENT} bytes")
+    # The answer and the dedupe key: the header's event id, else (older SDKs) the event's own.
+    answer = (
+        wire.event_id({}, header_id) if header_id else wire.event_id(wire.event_object(events[0].payload))
     )
-    await queue_once(request, project, events)
-    return json_response({"id": answer} if answer else {})
+    facts: dict[str, Any] = {"event_id": answer}
+    if (sent_at := env.headers.get("sent_at")) is not None:
+        facts["sent_at"] = sent_at
+    await _queue_once(request, project, answer, raw, facts)
+    return json_response({"id": answer})
 
 
 @_sentry_errors
@@ -161,12 +158,12 @@ async def post_store(request: web.Request) -> web.StreamResponse:
     if request.content_type == ENVELOPE_TYPE:
         return await _accept_envelope(request, project, raw)
     data = wire.store_body(raw, wire.MAX_EVENT)
-    event = wire.event_object(data)
-    eid = wire.event_id(event)
+    eid = wire.event_id(wire.event_object(data))
     auth = auth_fields(request.headers.get("X-Sentry-Auth") or request.headers.get("Authorization"))
-    sent_at = auth.get("sentry_timestamp") or request.query.get("sentry_timestamp")
-    notice = wire.to_notice(event, eid, now=time.time(), sent_at=sent_at, client_ip=request.remote)
-    await queue_once(request, project, [(eid, notice, data)])
+    facts: dict[str, Any] = {"store": True, "event_id": eid}
+    if sent_at := auth.get("sentry_timestamp") or request.query.get("sentry_timestamp"):
+        facts["sent_at"] = sent_at
+    await _queue_once(request, project, eid, data, facts)
     return json_response({"id": eid})
 
 

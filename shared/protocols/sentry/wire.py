@@ -1,6 +1,6 @@
 """Sentry's wire format, pure: envelope framing, and an event payload into the canonical notice.
 
-No I/O here; services.gateway.sentry moves the bytes. Times are passed in so tests pin them.
+No I/O here; the gateway face (http.py) moves the bytes. Times are passed in so tests pin them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from shared import ids
 from shared.frames import is_library
 from shared.model import ExceptionInfo, Frame, Notice
+from shared.protocols.base import Decoded, Undecodable
+from shared.stream import RawNotice
 from shared.timeutil import parse_iso
 from shared.web import ApiError
 
 MAX_EVENT = 1 << 20  # Relay's limit for one event item, after decompression
+MAX_EVENT_ITEMS = 1  # Relay refuses an envelope with a second event item ("duplicate item")
 DRIFT = 55 * 60  # a client clock at least this far off is corrected (Relay's threshold)
 MAX_PAST = 30 * 86400  # timestamps are kept within [now - 30 days, now + 60 s]
 MAX_FUTURE = 60
@@ -382,3 +386,30 @@ def to_notice(
     if isinstance(fingerprint, list) and fingerprint:
         notice["client_fingerprint"] = [str(p) for p in fingerprint]
     return notice
+
+
+def decode(entry: RawNotice) -> list[Decoded]:
+    """The worker's face: each event item (or the store body's event) as a notice, at the received time."""
+    now = ids.uuid7_ms(entry.notice_id) / 1000
+    facts = entry.facts
+    sent_at, client_ip = facts.get("sent_at"), facts.get("ip")
+    try:
+        if facts.get("store"):
+            payloads = [entry.body]
+        else:
+            payloads = [item.payload for item in parse_envelope(entry.body).items if item.type == "event"]
+    except ApiError as e:
+        raise Undecodable(f"not a Sentry envelope: {e}") from e
+    out: list[Decoded] = []
+    reasons = []
+    for payload in payloads:
+        try:
+            event = event_object(payload)
+            eid = event_id(event, facts.get("event_id") if not out else None)
+        except ApiError as e:
+            reasons.append(str(e))
+            continue
+        out.append((to_notice(event, eid, now=now, sent_at=sent_at, client_ip=client_ip), payload))
+    if not out:
+        raise Undecodable("; ".join(reasons) or "envelope holds no event item")
+    return out

@@ -1,0 +1,123 @@
+"""What every protocol's gateway face shares: the credential, the body within its caps, and queueing.
+
+The gateway service puts its settings, key cache and publisher on the application under these keys;
+protocol handlers reach them only through the functions here, so no protocol module knows the
+gateway's wiring and the worker can import a protocol module for its decoder alone.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from shared import ids, stream
+from shared.keys import Credential, KeyCache, Project
+from shared.settings import Settings
+from shared.stream import DUPLICATE, Limit, Publisher, QueueUnavailable, RateLimited, RawNotice
+from shared.web import METRICS, ApiError, credential, read_body
+
+SETTINGS = web.AppKey("settings", Settings)
+KEYS = web.AppKey("keys", KeyCache)
+PUBLISHER = web.AppKey("publisher", Publisher)
+RETRY_AFTER = "5"
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """The ids a notice gets at the gateway, before it is queued."""
+
+    notice_id: str  # UUIDv7: its time is the received time
+    location_id: str  # UUIDv4
+    received_at: float  # epoch seconds, from the notice id
+
+    @classmethod
+    def new(cls) -> Ids:
+        now_ms = time.time_ns() // 1_000_000
+        return cls(str(ids.uuid7(now_ms)), str(uuid.uuid4()), now_ms / 1000)
+
+
+def authenticate(request: web.Request, key: str | None = None) -> Project:
+    """The project whose client key came with the request; 401 without a valid one, 403 for a user token."""
+    if key is None:
+        key = credential(request)
+    if not key:
+        raise ApiError(401, "Requires authentication: send the project's API key")
+    cred: Credential | None = request.app[KEYS].lookup(key)
+    if cred is None:
+        raise ApiError(401, "Bad credentials: unknown or revoked API key")
+    if cred.project is None:
+        raise ApiError(403, "A user-scoped token cannot submit notices; use the project's client key")
+    return cred.project
+
+
+async def body(request: web.Request) -> bytes:
+    """The decompressed request body within the configured caps."""
+    s = request.app[SETTINGS]
+    return await read_body(request, s.max_body, s.max_decompressed)
+
+
+def unavailable(reason: str) -> ApiError:
+    return ApiError(503, reason, headers={"Retry-After": RETRY_AFTER})
+
+
+def rate_limited(limit: int, retry_after: int) -> ApiError:
+    """429 carrying every protocol's way of saying when to come back."""
+    return ApiError(
+        429,
+        f"Rate limit of {limit} notices per minute exceeded; retry in {retry_after}s",
+        headers={
+            "Retry-After": str(retry_after),
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Delay": str(retry_after),  # Airbrake notifiers
+            "X-Sentry-Rate-Limits": f"{retry_after}::project:rate_limited",  # Sentry SDKs
+        },
+    )
+
+
+def limit_of(project: Project) -> int | None:
+    value = project.settings.get("rate_limit_per_minute")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def patterns(project: Project, name: str) -> tuple[str, ...]:
+    """A project's `app_patterns` / `library_patterns` setting (grouping)."""
+    value = project.settings.get(name)
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+async def queue(
+    request: web.Request,
+    project: Project,
+    entries: list[RawNotice | stream.Description],
+    once: list[str] | None = None,
+) -> list[bool]:
+    """Queue one request's entries, counted against the project's rate limit in the same Redis call.
+
+    Returns, per entry, whether it was queued (False: its once-key was seen within the hour).
+    Answers 429 over the limit and 503 when Redis cannot take them; a 2xx may follow only a return.
+    """
+    if not entries:
+        return []
+    limit = limit_of(project)
+    s = request.app[SETTINGS]
+    counted = (
+        Limit(stream.rate_key(s.stream_prefix, project.id, time.time_ns() // 1_000_000), limit)
+        if limit
+        else None
+    )
+    try:
+        stream_ids = await request.app[PUBLISHER].publish([stream.encode(e) for e in entries], once, counted)
+    except RateLimited as e:
+        raise rate_limited(e.limit, e.retry_after) from e
+    except QueueUnavailable as e:
+        raise unavailable(str(e)) from e
+    metrics = request.app[METRICS]
+    queued = [sid != DUPLICATE for sid in stream_ids]
+    for entry, ok in zip(entries, queued, strict=True):
+        if ok and isinstance(entry, RawNotice):
+            metrics.inc("notices_accepted_total", protocol=entry.protocol)
+    return queued
