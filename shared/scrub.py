@@ -148,3 +148,30 @@ def fields_for(settings: dict[str, Any]) -> frozenset[str] | None:
         return None
     extra = settings.get("scrub_fields") or []
     return DEFAULT_FIELDS | {str(f).lower() for f in extra} if extra else DEFAULT_FIELDS
+
+
+def scrub_body(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
+    """Any request body scrubbed for keeping (dead letters): JSON as scrub_raw, else line by line,
+    each JSON line scrubbed and any other line naming a sensitive field replaced whole."""
+    if raw.lstrip()[:1] in (b"{", b"["):
+        try:
+            return orjson.dumps(scrub(orjson.loads(raw), fields))
+        except orjson.JSONDecodeError:
+            pass
+    hints = _name_hints(fields)
+    out = []
+    for line in raw.split(b"\n"):
+        if line.lstrip()[:1] in (b"{", b"["):
+            try:
+                out.append(orjson.dumps(scrub(orjson.loads(line), fields)))
+                continue
+            except orjson.JSONDecodeError:
+                pass
+        lowered = line.lower()
+        if any(hint in lowered for hint in hints):
+            out.append(FILTERED.encode())
+        elif _raw_has_card_shape(line):
+            out.append(_CARD.sub(_card_sub, line.decode("utf-8", "replace")).encode())
+        else:
+            out.append(line)
+    return b"\n".join(out)

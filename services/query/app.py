@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.query import deploys, errors, exceptionless_config, locate, ops, pages, projects, stats
+from services.query import dead_letters, deploys, errors, exceptionless_config, locate, ops, pages, projects, stats
 from services.query.state import KEYS, POOL, SETTINGS
 from shared.db import create_pool
 from shared.keys import KeyCache
@@ -65,4 +65,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(locate.routes())
     app.add_routes(pages.routes())
     app.add_routes(exceptionless_config.routes())
+    app.add_routes(dead_letters.routes())
     return app

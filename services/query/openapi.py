@@ -334,6 +334,25 @@ HEADERS: dict[str, Schema] = {
 }
 
 
+DEAD_LETTER = obj(
+    {
+        "id": STR,
+        "dead_lettered_at": nullable(TIME),
+        "reason": STR,
+        "protocol": nullable(STR),
+        "project_id": nullable(INT),
+        "notice_id": nullable(STR),
+        "received_at": nullable(TIME),
+        "entry_id": nullable(STR),
+        "consumer": nullable(STR),
+        "body": nullable(STR),
+        "body_encoding": nullable({"type": "string", "enum": ["utf-8", "base64"]}),
+        "body_truncated": BOOL,
+    },
+    ["id", "reason"],
+)
+
+
 def json_body(schema: Schema, example: Any = None, media: str = "application/json") -> Schema:
     content: Schema = {"schema": schema}
     if example is not None:
@@ -521,6 +540,23 @@ def _paths() -> dict[str, Schema]:
                 },
                 tag="Stats",
                 params=[ref("parameters", "ProjectFilter"), *PROJECT_PAGING],
+            )
+        },
+        "/v1/dead-letters": {
+            "get": op(
+                "listDeadLetters",
+                "What workers refused after a 2xx, newest first (body scrubbed; `before` pages on)",
+                {
+                    "200": answer("A page of dead letters", array(DEAD_LETTER), headers=LINK),
+                    **errors(401, 403, 422, 503),
+                },
+                tag="Operations",
+                params=[
+                    ref("parameters", "ProjectFilter"),
+                    query("protocol", "Only this protocol"),
+                    query("before", "Only letters older than this stream id (the next link's cursor)"),
+                    query("per_page", "Letters per page (1..100, default 30)", INT),
+                ],
             )
         },
         "/v1/deploys": {

@@ -20,7 +20,7 @@ from shared.fingerprint import VERSION, fingerprint
 from shared.model import Notice
 from shared.protocols.base import Undecodable
 from shared.protocols.registry import BY_NAME
-from shared.scrub import DEFAULT_FIELDS, scrub_notice, scrub_raw
+from shared.scrub import DEFAULT_FIELDS, scrub_body, scrub_notice, scrub_raw
 from shared.stream import DeadLetter, Description, LegacyNotice, RawNotice
 from shared.timeutil import UTC
 
@@ -196,8 +196,8 @@ def dead_letter(
     if isinstance(entry, RawNotice | LegacyNotice):
         body = entry.body if isinstance(entry, RawNotice) else entry.raw
         scrub = rules(entry.project_id).scrub
-        if body is not None and scrub is not None:
-            body = scrub_raw(body, scrub)
+        if body is not None:
+            body = scrub_body(body, scrub if scrub is not None else DEFAULT_FIELDS)  # kept in Redis: always
         protocol = entry.protocol if isinstance(entry, RawNotice) else entry.notice.get("protocol")
         return DeadLetter(sid, reason, consumer, protocol, entry.project_id, entry.notice_id, body)
     if isinstance(entry, Description):

@@ -232,6 +232,7 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ),
     ("query", "GET", "/v1/errors/{id}/stats", "/v1/errors/{eid}/stats", "user", api_key, None),
     ("query", "GET", "/v1/deploys", "/v1/deploys", "user", api_key, None),
+    ("query", "GET", "/v1/dead-letters", "/v1/dead-letters", "user", api_key, None),
     (
         "query",
         "POST",

@@ -1,0 +1,127 @@
+"""`GET /v1/dead-letters`: what the workers refused after the gateway answered 2xx, newest first.
+
+Read from the dead-letter stream in Redis (the workers keep each refused entry's facts and its body
+scrubbed as a stored notice would be). Paged with a keyset cursor (`before`, a stream id); a filtered
+page scans a bounded number of entries, so a rare project's letters cost at most SCAN entries a page.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from services.query.auth import require_user
+from services.query.ops import REDIS
+from services.query.pagination import int_param, invalid, text_param
+from services.query.state import SETTINGS
+from shared import ids
+from shared.stream import DeadLetter
+from shared.timeutil import UTC, iso
+from shared.web import ApiError, json_response
+
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+SCAN = 2000  # entries read at most per page when filtering
+MAX_BODY_CHARS = 64 * 1024
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+OWN_PARAMS = ("project_id", "protocol", "before", "per_page")
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, "Redis unavailable; retry later", headers={"Retry-After": "5"})
+
+
+def _time_of_stream_id(entry_id: str) -> str | None:
+    ms = entry_id.partition("-")[0]
+    try:
+        return iso(dt.datetime.fromtimestamp(int(ms) / 1000, UTC).timestamp())
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def serialize(entry_id: str, letter: DeadLetter) -> dict[str, Any]:
+    """One letter as the API shows it; a body that is not UTF-8 comes base64-encoded."""
+    body: str | None = None
+    encoding = None
+    if letter.body is not None:
+        raw = letter.body[: MAX_BODY_CHARS * 4]
+        try:
+            body, encoding = raw.decode("utf-8")[:MAX_BODY_CHARS], "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(raw[:MAX_BODY_CHARS]).decode(), "base64"
+    received = None
+    if letter.notice_id:
+        try:
+            received = iso(ids.uuid7_ms(letter.notice_id) / 1000)
+        except ValueError:
+            received = None
+    return {
+        "id": entry_id,
+        "dead_lettered_at": _time_of_stream_id(entry_id),
+        "reason": letter.reason,
+        "protocol": letter.protocol,
+        "project_id": letter.project_id,
+        "notice_id": letter.notice_id,
+        "received_at": received,
+        "entry_id": letter.entry_id or None,
+        "consumer": letter.consumer or None,
+        "body": body,
+        "body_encoding": encoding,
+        "body_truncated": letter.body is not None and len(letter.body) > MAX_BODY_CHARS,
+    }
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    require_user(request)
+    project_id = int_param(request, "project_id", None)
+    protocol = text_param(request, "protocol")
+    per_page = min(int_param(request, "per_page", DEFAULT_PER_PAGE, resource="Pagination") or 1, MAX_PER_PAGE)
+    before = request.query.get("before") or None
+    if before is not None and not _STREAM_ID.fullmatch(before):
+        raise invalid("Pagination", "before")
+    client = request.app.get(REDIS)
+    if client is None:
+        raise _unavailable()
+    stream = request.app[SETTINGS].dead_stream
+    out: list[dict[str, Any]] = []
+    scanned = 0
+    cursor = f"({before}" if before else "+"
+    last_seen: str | None = None
+    try:
+        while len(out) < per_page and scanned < SCAN:
+            chunk = await client.xrevrange(stream, max=cursor, min="-", count=min(500, SCAN - scanned))
+            if not chunk:
+                last_seen = None
+                break
+            for raw_id, fields in chunk:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                scanned += 1
+                last_seen = entry_id
+                letter = DeadLetter.from_fields(fields)
+                if project_id is not None and letter.project_id != project_id:
+                    continue
+                if protocol is not None and letter.protocol != protocol:
+                    continue
+                out.append(serialize(entry_id, letter))
+                if len(out) >= per_page:
+                    break
+            cursor = f"({last_seen}"
+    except (RedisError, OSError) as e:
+        raise _unavailable() from e
+    headers = {}
+    if last_seen is not None:
+        query = {k: v for k, v in request.query.items() if k in OWN_PARAMS and k != "before"}
+        query["before"] = last_seen
+        base = request.app[SETTINGS].public_url
+        headers["Link"] = f'<{base}{request.path}?{urlencode(query)}>; rel="next"'
+    return json_response(out, headers=headers)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/v1/dead-letters", list_dead_letters)]
