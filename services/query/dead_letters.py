@@ -30,7 +30,16 @@ MAX_PER_PAGE = 100
 SCAN = 2000  # entries read at most per page when filtering
 MAX_BODY_CHARS = 64 * 1024
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_U64 = (1 << 64) - 1  # each half of a stream id is an unsigned 64-bit number
 OWN_PARAMS = ("project_id", "protocol", "before", "per_page")
+
+
+def _stream_id(raw: str) -> bool:
+    """A stream id Redis accepts as an exclusive upper bound (it refuses `(0-0` and halves past 2^64)."""
+    if not _STREAM_ID.fullmatch(raw):
+        return False
+    ms, seq = (int(part) for part in raw.split("-"))
+    return ms <= _U64 and seq <= _U64 and (ms, seq) != (0, 0)
 
 
 def _unavailable() -> ApiError:
@@ -83,7 +92,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     protocol = text_param(request, "protocol")
     per_page = min(int_param(request, "per_page", DEFAULT_PER_PAGE, resource="Pagination") or 1, MAX_PER_PAGE)
     before = request.query.get("before") or None
-    if before is not None and not _STREAM_ID.fullmatch(before):
+    if before is not None and not _stream_id(before):
         raise invalid("Pagination", "before")
     client = request.app.get(REDIS)
     if client is None:

@@ -35,6 +35,7 @@ ERROR_RESPONSES = {
     403: ("Forbidden", "A project's client key: these need a user-scoped token"),
     404: ("NotFound", "No such resource (or an id that cannot be one)"),
     413: ("PayloadTooLarge", "Body over the size cap"),
+    414: ("UriTooLong", "A list's query string over its cap (every Link URL repeats it)"),
     415: ("UnsupportedMediaType", "Unsupported Content-Encoding"),
     422: ("ValidationFailed", "A parameter or field is malformed or out of range"),
     503: (
@@ -443,7 +444,7 @@ def _paths() -> dict[str, Schema]:
                 "Errors, most recent first",
                 {
                     "200": answer("A page of errors", array(ref("schemas", "Error")), headers=LINK),
-                    **errors(401, 403, 422),
+                    **errors(401, 403, 414, 422),
                 },
                 tag="Errors",
                 params=[
@@ -484,7 +485,7 @@ def _paths() -> dict[str, Schema]:
                 "An error's notices, newest first",
                 {
                     "200": answer("A page of notices", array(ref("schemas", "Notice")), headers=LINK),
-                    **errors(401, 403, 404, 422),
+                    **errors(401, 403, 404, 414, 422),
                 },
                 tag="Errors",
                 params=[
@@ -536,7 +537,7 @@ def _paths() -> dict[str, Schema]:
                 "Per project: errors, unresolved, notices, notices in 24 h",
                 {
                     "200": answer("Totals", array(ref("schemas", "ProjectTotals")), headers=LINK),
-                    **errors(401, 403, 422),
+                    **errors(401, 403, 414, 422),
                 },
                 tag="Stats",
                 params=[ref("parameters", "ProjectFilter"), *PROJECT_PAGING],
@@ -565,7 +566,7 @@ def _paths() -> dict[str, Schema]:
                 "Deploys, newest first",
                 {
                     "200": answer("A page of deploys", array(ref("schemas", "Deploy")), headers=LINK),
-                    **errors(401, 403, 422),
+                    **errors(401, 403, 414, 422),
                 },
                 tag="Deploys",
                 params=[
@@ -612,7 +613,7 @@ def _paths() -> dict[str, Schema]:
                 "Every project",
                 {
                     "200": answer("The projects", array(ref("schemas", "Project")), headers=LINK),
-                    **errors(401, 403, 422),
+                    **errors(401, 403, 414, 422),
                 },
                 tag="Projects",
                 params=PROJECT_PAGING,

@@ -16,6 +16,9 @@ MAX_INT = (1 << 31) - 1  # project ids are PostgreSQL integers; no page number g
 # Rows an OFFSET may skip: deeper pages answer 422 naming `page` (notices go deeper with the `next`
 # link's keyset cursor). Counts behind the `Link` header stop there too, so no list reads unbounded.
 MAX_OFFSET = 10_000
+# Every Link URL repeats the query, four times in one header line: past this many characters of
+# query a list answers 414, so the header stays under the 8 KiB line that clients and proxies read.
+MAX_QUERY = 1500
 # Per-project lists (`/v1/projects`, `/v1/stats`) answer every project up to this many, then page.
 PROJECTS_PER_PAGE = 1000
 
@@ -95,6 +98,8 @@ class Page:
         maximum: int = MAX_PER_PAGE,
     ) -> Page:
         """`page` / `per_page`; a page past MAX_OFFSET rows is 422 unless a keyset cursor replaces it."""
+        if len(urlencode(list(request.query.items()))) > MAX_QUERY:
+            raise ApiError(414, f"Query string over {MAX_QUERY} characters: narrow the filters")
         page = int_param(request, "page", 1, resource="Pagination") or 1
         per_page = int_param(request, "per_page", default, resource="Pagination") or 1
         out = cls(page, min(per_page, maximum))

@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.query.app import STATEMENT_TIMEOUT_S
-from services.query.pagination import MAX_OFFSET, MAX_PER_PAGE
+from services.query.pagination import MAX_OFFSET, MAX_PER_PAGE, MAX_QUERY
 from services.query.state import POOL
 from shared.web import _PARAM_NAMES
 from tests.conftest import ProjectInfo, drain, reload_keys
@@ -60,11 +60,21 @@ EXTREMES = [
     "1.5",
     "0x10",
 ]
-BAD_INT = 2**31  # past every integer column
-
-
-def _is_time(schema: dict[str, Any]) -> bool:
-    return schema.get("format") == "date-time"
+# Keyset cursors: notices' `{microseconds}_{uuid}` from year 1 and past 9999, Redis stream ids.
+CURSOR_EXTREMES = [
+    f"{-62135596800 * 10**6}_{uuid.UUID(int=0)}",
+    f"{253402300800 * 10**6}_{uuid.UUID(int=0)}",
+    f"{10**30}_{uuid.UUID(int=0)}",
+    "0-0",
+    "0-1",
+    "18446744073709551615-18446744073709551615",
+    "18446744073709551616-0",
+    "99999999999999999999-0",
+    "-1-0",
+    "",
+    "\x00",
+    "%",
+]
 
 
 def _is_number(schema: dict[str, Any]) -> bool:
@@ -174,8 +184,9 @@ async def test_stats_series_points_are_capped_with_a_422(query, fixture_ids, use
     assert status == 200 and took < FAST
 
 
-async def test_every_time_and_number_parameter_of_every_route_takes_extremes(query, fixture_ids, user_token):
-    """The sweep: each GET route x each time / integer parameter (query and path) x EXTREMES."""
+async def test_every_parameter_of_every_route_takes_extremes(query, fixture_ids, user_token):
+    """The sweep: each GET route x each query parameter (times, numbers, cursors, text) and each
+    numeric path id x EXTREMES (query parameters also x CURSOR_EXTREMES)."""
     spec = await _spec(query)
     auth = {"Api-Key": user_token}
     swept: set[tuple[str, str]] = set()
@@ -186,9 +197,9 @@ async def test_every_time_and_number_parameter_of_every_route_takes_extremes(que
             continue
         for param in _params(spec, op):
             schema = param.get("schema", {})
-            if not (_is_time(schema) or _is_number(schema)) or param["in"] not in ("query", "path"):
+            if param["in"] == "path" and not _is_number(schema) or param["in"] not in ("query", "path"):
                 continue
-            for value in EXTREMES:
+            for value in EXTREMES + (CURSOR_EXTREMES if param["in"] == "query" else []):
                 if param["in"] == "path":
                     ids = {k: value for k in ("error_id", "deploy_id", "project_id")}
                     url = _concrete(path, {**fixture_ids, **ids})
@@ -221,6 +232,9 @@ async def test_every_time_and_number_parameter_of_every_route_takes_extremes(que
         ("/v1/errors/{id}", "id"),
         ("/v1/deploys/{id}", "id"),
         ("/v1/projects/{id}", "id"),
+        ("/v1/errors/{error_id}/notices", "cursor"),
+        ("/v1/dead-letters", "before"),
+        ("/v1/errors", "q"),
     ):
         assert expected in swept, expected
 
@@ -437,3 +451,18 @@ async def test_many_slow_reads_at_once_leave_the_service_answering(query, fixtur
     resp = await query.get("/v1/errors", headers={"Api-Key": user_token})
     assert resp.status == 200
     assert time.monotonic() - t0 < FAST
+
+
+async def test_a_list_query_too_long_for_its_link_header_answers_414(query, fixture_ids, user_token):
+    """Every Link URL repeats the query; past MAX_QUERY the header would outgrow an 8 KiB line."""
+    auth = {"Api-Key": user_token}
+    for path in ("/v1/errors", "/v1/deploys", "/v1/projects", "/v1/stats"):
+        name = "q" if path == "/v1/errors" else "environment"
+        resp = await query.get(path, params={name: "x" * (MAX_QUERY - 40)}, headers=auth)
+        assert resp.status == 200, path
+        assert len(resp.headers["Link"]) < 8190 - len("Link: ")
+        resp = await query.get(path, params={name: "x" * (MAX_QUERY + 1)}, headers=auth)
+        assert resp.status == 414, path
+    eid = fixture_ids["error_id"]
+    resp = await query.get(f"/v1/errors/{eid}/notices", params={"x": "é" * 400}, headers=auth)
+    assert resp.status == 414  # what counts is the query as the Link header spells it (%C3%A9)
