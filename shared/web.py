@@ -147,11 +147,12 @@ def _unavailable(request: web.Request, e: BaseException) -> web.Response:
     logger.warning(
         "database unavailable method=%s path=%s error=%s", request.method, request.path, type(e).__name__
     )
-    return json_response(
-        {"message": "Service unavailable: the database is not answering; retry later"},
-        503,
-        {"Retry-After": RETRY_AFTER},
+    message = (
+        "Service unavailable: the query ran past its time limit; narrow it or retry later"
+        if isinstance(e, asyncpg.QueryCanceledError)
+        else "Service unavailable: the database is not answering; retry later"
     )
+    return json_response({"message": message}, 503, {"Retry-After": RETRY_AFTER})
 
 
 def _unexpected(request: web.Request, e: BaseException) -> web.Response:

@@ -327,6 +327,7 @@ async def test_a_read_stuck_past_the_statement_timeout_answers_503_with_retry_af
             await tx.rollback()
     assert resp.status == 503, await resp.text()
     assert resp.headers["Retry-After"].isdigit()
+    assert "time limit" in (await resp.json())["message"]
     assert STATEMENT_TIMEOUT_S - 0.5 <= took < STATEMENT_TIMEOUT_S + 3
     resp = await query.get("/v1/deploys", headers={"Api-Key": user_token})
     assert resp.status == 200  # the connection went back to the pool in working order
