@@ -33,6 +33,7 @@ LEGACY_FORMAT = 1
 RAW = "raw"
 NOTICE = "notice"  # format 1's kind
 DESCRIPTION = "description"
+DEPLOY = "deploy"
 MAX_PER_CALL = 2000  # entries per script call: bounds how long one call holds the Redis server
 ONCE_TTL = 3600  # seconds a once-key is remembered (Sentry event ids: SDK retries come within minutes)
 RATE_WINDOW_MS = 60_000
@@ -93,6 +94,19 @@ class Description:
 
 
 @dataclass(frozen=True, slots=True)
+class Deploy:
+    """A deploy notified through the gateway (Airbrake v4 deploys), recorded by a worker."""
+
+    project_id: int
+    ref: str  # a UUID made at the gateway: a redelivered entry records its deploy once
+    environment: str
+    author: str | None
+    repository: str | None
+    revision: str | None
+    received_at: float  # epoch seconds: the deploy's time
+
+
+@dataclass(frozen=True, slots=True)
 class LegacyNotice:
     """A format-1 entry: a canonical notice parsed and fingerprinted by an older gateway."""
 
@@ -106,7 +120,7 @@ class LegacyNotice:
     raw: bytes | None
 
 
-Entry = RawNotice | Description | LegacyNotice
+Entry = RawNotice | Description | LegacyNotice | Deploy
 
 
 class CodecError(ValueError):
@@ -117,8 +131,21 @@ def _pack(env: dict[str, Any]) -> dict[bytes, bytes]:
     return {FIELD: msgpack.packb(env, use_bin_type=True)}
 
 
-def encode(entry: RawNotice | Description) -> dict[bytes, bytes]:
+def encode(entry: RawNotice | Description | Deploy) -> dict[bytes, bytes]:
     """Stream fields for XADD."""
+    if isinstance(entry, Deploy):
+        fields = {"au": entry.author, "repo": entry.repository, "rev": entry.revision}
+        return _pack(
+            {
+                "v": FORMAT,
+                "k": DEPLOY,
+                "pid": entry.project_id,
+                "ref": entry.ref,
+                "env": entry.environment,
+                "at": entry.received_at,
+                **{k: v for k, v in fields.items() if v is not None},
+            }
+        )
     if isinstance(entry, Description):
         d = entry
         return _pack(
@@ -195,6 +222,12 @@ def decode(fields: dict[Any, Any]) -> Entry:
         if not env["ref"]:
             raise CodecError("description without a reference id")
         return Description(env["pid"], env["ref"], env["d"], float(env["at"]))
+    if kind == DEPLOY:
+        _require(env, ("pid", int), ("ref", str), ("env", str), ("at", (int, float)))
+        text = {k: env.get(k) if isinstance(env.get(k), str) else None for k in ("au", "repo", "rev")}
+        return Deploy(
+            env["pid"], env["ref"], env["env"], text["au"], text["repo"], text["rev"], float(env["at"])
+        )
     if kind == RAW:
         _require(env, ("p", str), ("id", str), ("loc", str), ("pid", int), ("b", (bytes, bytearray)))
         facts = env.get("f") or {}

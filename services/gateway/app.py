@@ -10,10 +10,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from services.gateway import ops, routes
+from services.gateway import cors, deploys, ops, routes
 from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
-from shared.keys import KeyCache
+from shared.keys import KeyCache, prefetch
 from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.stream import Publisher, ensure_group
@@ -50,7 +50,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     assert s.database_url
-    pool = await create_pool(s.database_url, min_size=1, max_size=2)
+    pool = await create_pool(s.database_url, min_size=1, max_size=3)  # one holds the key cache's LISTEN
     cache = KeyCache(pool, s.key_refresh)
     await cache.reload()
     app[KEYS] = cache
@@ -63,7 +63,7 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, prefetch(KEYS)],  # prefetch: a key works on its first request
         client_max_size=settings.max_body,
         handler_args={"auto_decompress": False},
     )
@@ -73,5 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.add_routes(routes.table())
+    app.add_routes(deploys.routes())
+    cors.install(app)
     app.add_routes(ops.routes())
     return app

@@ -14,7 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from services.worker import descriptions, maintenance, pipeline, store
+from services.worker import deploys, descriptions, maintenance, pipeline, store
 from services.worker.pipeline import Row, Rules
 from shared import stream
 from shared.db import Conn, ensure_partitions
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 Refused = tuple[bytes, str]  # (entry id, reason)
+Ahead = tuple[list[Entry], "pipeline.Batch"]  # a batch read and decoded, not yet written
+DECODE_SLICE = 250  # entries decoded between two yields to the event loop
 MAX_DELIVERIES = 5  # an entry delivered this often without being acknowledged is poison
 TRANSIENT = (
     OSError,
@@ -50,6 +52,10 @@ class Consumer:
         self.stored = 0
         self.dead = 0
         self._own_pending = True  # start by re-reading what this name may still hold
+        # Notices per entry seen lately: a batch is read by entries but written by notices, and one
+        # Exceptionless entry may hold thousands; reading batch_size / this keeps a batch's rows near
+        # batch_size whatever the entries hold.
+        self.per_entry = 1.0
         self.projects: dict[int, dict[str, Any]] = {}
         self._rules: dict[int, Rules] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,17 +86,22 @@ class Consumer:
                 value = settings.get(name)
                 return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
-            rules = Rules(fields_for(settings), patterns("app_patterns"), patterns("library_patterns"))
+            limit = settings.get("rate_limit_per_minute")
+            rules = Rules(
+                fields_for(settings),
+                patterns("app_patterns"),
+                patterns("library_patterns"),
+                isinstance(limit, int) and not isinstance(limit, bool) and limit > 0,
+            )
             self._rules[project_id] = rules
         return rules
 
-    async def run_once(self, block_ms: int | None = None) -> int:
-        """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
+    async def read(self, block_ms: int | None = None) -> list[Entry]:
+        """The next batch: this consumer's own pending entries first (after a failure), else new ones."""
         entries: list[Entry] = []
+        count = max(1, int(self.s.batch_size / self.per_entry))
         if self._own_pending:
-            resp: Any = await self.redis.xreadgroup(
-                GROUP, self.name, {self.s.notices_stream: "0"}, count=self.s.batch_size
-            )
+            resp: Any = await self.redis.xreadgroup(GROUP, self.name, {self.s.notices_stream: "0"}, count=count)
             entries = resp[0][1] if resp else []
             self._own_pending = bool(entries)
         if not entries:
@@ -98,36 +109,97 @@ class Consumer:
                 GROUP,
                 self.name,
                 {self.s.notices_stream: ">"},
-                count=self.s.batch_size,
+                count=count,
                 block=block_ms,
             )
             entries = resp[0][1] if resp else []
         gone = [i for i, f in entries if not f]  # trimmed while pending
-        entries = [(i, f) for i, f in entries if f]
         if gone:
             await self.redis.xack(self.s.notices_stream, GROUP, *gone)
+        return [(i, f) for i, f in entries if f]
+
+    async def decode(self, entries: list[Entry]) -> pipeline.Batch:
+        """The pure step in slices, yielding between them so a write in flight keeps moving."""
+        batch = pipeline.Batch()
+        for k in range(0, len(entries), DECODE_SLICE):
+            batch.extend(pipeline.process(entries[k : k + DECODE_SLICE], self.rules))
+            await asyncio.sleep(0)
+        self._learn(entries, batch)
+        return batch
+
+    def _learn(self, entries: list[Entry], batch: pipeline.Batch) -> None:
+        if entries:
+            seen = max(1.0, len(batch.rows) / len(entries))
+            self.per_entry = seen if seen > self.per_entry else 0.7 * self.per_entry + 0.3 * seen
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        """Read one batch (new entries first, else reclaimed ones), store it, ack it. Returns its size."""
+        entries = await self.read(block_ms)
         if entries:
             try:
                 await self.process(entries)
             except BaseException:
                 self._own_pending = True  # retry these before taking new ones
                 raise
-        return len(entries) + len(gone)
+        return len(entries)
 
     async def process(self, entries: list[Entry]) -> None:
         """Decode, write, dead-letter what cannot be stored, then XACK everything in one call."""
         batch = pipeline.process(entries, self.rules)
+        self._learn(entries, batch)
+        await self.commit(entries, batch)
+
+    async def commit(self, entries: list[Entry], batch: pipeline.Batch) -> None:
+        """Write a decoded batch in one transaction, dead-letter what was refused, XACK it all."""
         dead = list(batch.dead)
-        if batch.rows:
-            dead += await self._write(batch.rows, batch.row_entries)
-        if (
-            batch.rows or batch.descriptions
-        ):  # after the notices: a description meets its notice in either order
+        if batch.deploys:  # Airbrake deploys the gateway queued (it never writes PostgreSQL itself)
+            dead += await deploys.write(self.pool, batch.deploys)
+        size = self.s.batch_size
+        for k in range(0, len(batch.rows), size):  # one transaction per batch_size rows
+            dead += await self._write(batch.rows[k : k + size], batch.row_entries[k : k + size])
+        if batch.rows or batch.descriptions:  # after the notices: a description meets its notice in either order
             refused = await descriptions.apply(self.pool, batch.descriptions, batch.rows, dict(entries))
             dead += [(entry_id, reason) for entry_id, _, reason in refused]
         if dead:
             await self._dead_letter(dead, batch.decoded)
+        if batch.uncounted:
+            await self._count(batch.uncounted)
         await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
+
+    async def _count(self, uncounted: dict[tuple[int, int], int]) -> None:
+        """Count the notices of multi-notice bodies against their project's limit (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for (project_id, ms), n in uncounted.items():
+            key = stream.rate_key(self.s.stream_prefix, project_id, ms)
+            pipe.incrby(key, n)
+            pipe.pexpire(key, stream.RATE_WINDOW_MS, nx=True)
+        await pipe.execute()
+
+    async def run_pipelined(self, block_ms: int, ahead: Ahead | None) -> Ahead | None:
+        """One step of the loop: commit a decoded batch while the next is read and decoded.
+
+        Batch N's write waits on PostgreSQL (another process, another core) while this process reads
+        and decodes batch N+1; writes stay one at a time, in order, each acknowledged after its commit.
+        Returns the batch decoded ahead (None when the stream had nothing more).
+        """
+        try:
+            if ahead is None:
+                entries = await self.read(block_ms)
+                if not entries:
+                    return None
+                ahead = (entries, await self.decode(entries))
+            writing = asyncio.create_task(self.commit(*ahead))
+            nxt: Ahead | None = None
+            try:
+                more = await self.read(None)
+                if more:
+                    nxt = (more, await self.decode(more))
+            finally:
+                await writing
+            return nxt
+        except BaseException:
+            self._own_pending = True  # this batch and the one read ahead are ours: re-read both
+            raise
 
     async def _write(self, rows: list[Row], row_entries: list[bytes]) -> list[Refused]:
         """Write all rows; on a data error, split the batch to isolate the rows PostgreSQL refuses."""
@@ -255,6 +327,7 @@ class Consumer:
         next_chores = 0.0
         self._tasks.append(asyncio.create_task(self._maintenance_loop(stop)))
         backoff = 0.5
+        ahead: Ahead | None = None
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_chores:
@@ -263,9 +336,10 @@ class Consumer:
                     await self.trim()
                     await self.publish_stats()
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
-                await self.run_once(block_ms=self.s.block_ms)
+                ahead = await self.run_pipelined(self.s.block_ms, ahead)
                 backoff = 0.5
             except (*TRANSIENT, RedisError) as e:
+                ahead = None
                 if isinstance(e, ResponseError) and "NOGROUP" in str(e):
                     await ensure_group(self.redis, self.s.notices_stream)
                     continue
@@ -275,6 +349,8 @@ class Consumer:
                 except TimeoutError:
                     pass
                 backoff = min(backoff * 2, 15.0)
+        if ahead is not None:  # stopping: the batch read ahead is written, not left pending
+            await self.commit(*ahead)
 
 
 def _decodable(entries: list[Entry]) -> dict[bytes, stream.Entry]:

@@ -58,6 +58,7 @@ class Rules:
     scrub: frozenset[str] | None = DEFAULT_FIELDS
     app_patterns: tuple[str, ...] = ()
     library_patterns: tuple[str, ...] = ()
+    rate_limited: bool = False  # the project has a per-minute limit: count every notice against it
 
 
 @dataclass(slots=True)
@@ -67,8 +68,22 @@ class Batch:
     rows: list[Row] = field(default_factory=list)
     row_entries: list[bytes] = field(default_factory=list)
     descriptions: list[tuple[bytes, Description]] = field(default_factory=list)
+    deploys: list[tuple[bytes, stream.Deploy]] = field(default_factory=list)  # services/worker/deploys.py
     dead: list[tuple[bytes, str]] = field(default_factory=list)  # (entry id, reason)
     decoded: dict[bytes, stream.Entry] = field(default_factory=dict)
+    # The gateway counts a request as one notice; a body that held n counts n - 1 more here, in the
+    # rate window the gateway counted it in: (project id, window start in ms) -> extra notices.
+    uncounted: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def extend(self, other: Batch) -> None:
+        for key, n in other.uncounted.items():
+            self.uncounted[key] = self.uncounted.get(key, 0) + n
+        self.rows += other.rows
+        self.row_entries += other.row_entries
+        self.descriptions += other.descriptions
+        self.deploys += other.deploys
+        self.dead += other.dead
+        self.decoded.update(other.decoded)
 
 
 def _clean(value: Any) -> Any:
@@ -108,7 +123,10 @@ def row(
     received = dt.datetime.fromtimestamp(ids.uuid7_ms(nid) / 1000, UTC)
     occurred = notice.get("occurred_at")
     body: Any = notice
-    if b"\\u0000" in orjson.dumps(notice, option=orjson.OPT_NON_STR_KEYS):
+    # A NUL in a decoded notice comes from its body (a JSON "\u0000", or a raw byte in text): only
+    # then is the whole notice serialised to look for one.
+    suspect = raw is None or b"\\u0000" in raw or b"\x00" in raw
+    if suspect and b"\\u0000" in orjson.dumps(notice, option=orjson.OPT_NON_STR_KEYS):
         body = _clean(notice)
     return (
         nid,
@@ -177,10 +195,17 @@ def process(entries: Iterable[tuple[bytes, dict[Any, Any]]], rules: Callable[[in
             if isinstance(entry, Description):
                 batch.descriptions.append((entry_id, entry))
                 continue
+            if isinstance(entry, stream.Deploy):
+                batch.deploys.append((entry_id, entry))
+                continue
             if isinstance(entry, LegacyNotice):
                 made = [legacy_row(entry, rules(entry.project_id).scrub)]
             else:
-                made = raw_rows(entry, rules(entry.project_id))
+                project_rules = rules(entry.project_id)
+                made = raw_rows(entry, project_rules)
+                if len(made) > 1 and project_rules.rate_limited:
+                    key = (entry.project_id, ids.uuid7_ms(entry.notice_id))
+                    batch.uncounted[key] = batch.uncounted.get(key, 0) + len(made) - 1
             batch.rows += made
             batch.row_entries += [entry_id] * len(made)
         except Exception as e:  # anything about one entry must not stop the others

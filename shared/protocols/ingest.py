@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shared import ids, stream
-from shared.keys import Credential, KeyCache, Project
+from shared.keys import Credential, KeyCache, Project, origin_allowed
 from shared.settings import Settings
 from shared.stream import DUPLICATE, Limit, Publisher, QueueUnavailable, RateLimited, RawNotice
 from shared.web import METRICS, ApiError, credential, read_body
@@ -50,6 +50,9 @@ def authenticate(request: web.Request, key: str | None = None) -> Project:
         raise ApiError(401, "Bad credentials: unknown or revoked API key")
     if cred.project is None:
         raise ApiError(403, "A user-scoped token cannot submit notices; use the project's client key")
+    origin = request.headers.get("Origin")
+    if origin and not origin_allowed(cred.project.settings, origin):  # a browser page (services/gateway/cors.py)
+        raise ApiError(403, f"Origin {origin[:200]} is not allowed for this project (its allowed_origins setting)")
     return cred.project
 
 
@@ -92,7 +95,7 @@ def patterns(project: Project, name: str) -> tuple[str, ...]:
 async def queue(
     request: web.Request,
     project: Project,
-    entries: list[RawNotice | stream.Description],
+    entries: list[RawNotice | stream.Description | stream.Deploy],
     once: list[str] | None = None,
 ) -> list[bool]:
     """Queue one request's entries, counted against the project's rate limit in the same Redis call.

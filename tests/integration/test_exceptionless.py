@@ -5,9 +5,11 @@ Every endpoint's success and error answers; what was stored is read back through
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import io
+import time
 import zlib
 from typing import Any
 
@@ -704,3 +706,28 @@ async def test_a_refused_description_is_dead_lettered_and_the_batch_goes_on(
     assert dead[0][1][b"id"] == entry_id and b"ForeignKeyViolation" in dead[0][1][b"reason"]
     [log] = await notices(query, user_token, project.id, "log")
     assert log["message"] == "still stored"
+
+
+async def test_every_event_of_a_batch_counts_against_the_rate_limit(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
+    """The gateway counts a request as one notice (it does not parse the body); the worker counts the
+    rest of a batch in the same window, so the next requests see the real count."""
+    resp = await query.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"rate_limit_per_minute": 6}},
+        headers={"Api-Key": user_token},
+    )
+    assert resp.status == 200
+    await reload_keys(gateway, query)
+    await consumer.load_projects()
+    if time.time() % 60 > 50:  # all of this must fall in one per-minute window
+        await asyncio.sleep(60.5 - time.time() % 60)
+    batch = [{"type": "log", "message": f"batched {i}"} for i in range(5)]
+    assert (await post(gateway, project.key, batch)).status == 202  # counted 1
+    await drain(consumer)  # counted 5
+    assert (await post(gateway, project.key, {"type": "log", "message": "sixth"})).status == 202
+    resp = await post(gateway, project.key, {"type": "log", "message": "seventh"})
+    assert resp.status == 429 and await resp.read() == b""
+    await drain(consumer)
+    assert len(await notices(query, user_token, project.id, "log")) == 6
