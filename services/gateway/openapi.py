@@ -600,6 +600,34 @@ def _ops() -> dict[str, Schema]:
         "/api/{project_id}/store/": store,
         "/api/{project_id}/store": renamed(store, "sentryStoreNoSlash"),
         "/api/v3/projects/{project_id}/notices": airbrake,
+        "/api/v4/projects/{project_id}/deploys": {
+            "post": {
+                "tags": ["Airbrake"],
+                "operationId": "airbrakeDeploy",
+                "summary": "Record a deploy with the project key (PyPI airbrake's deploy()); a worker stores it",
+                "security": security(),
+                "parameters": [ref("parameters", "SentryProjectId"), ENCODING],
+                "requestBody": json_body(
+                    obj(
+                        {
+                            "environment": {"type": "string", "minLength": 1, "maxLength": 1000},
+                            "username": nullable(STR),
+                            "repository": nullable(STR),
+                            "revision": nullable(STR),
+                            "version": nullable(STR),
+                        },
+                        ["environment"],
+                    ),
+                    {"environment": "production", "username": "ci", "revision": "abc123"},
+                    extra={"text/plain": {"schema": STR}},
+                ),
+                "responses": {
+                    "201": answer("Queued", obj({"id": {**STR, "format": "uuid"}}, ["id"])),
+                    "422": answer("Fields missing or of the wrong type", ref("schemas", "ValidationFailed")),
+                    **errors(MESSAGE, 400, 401, 403, 404, 413, 415, 429, 503),
+                },
+            }
+        },
         "/api/v2/events": xl_post_events,
         "/api/v2/projects/{project_id}/events": with_params(xl_post_events, pid),
         "/api/v2/events/submit": xl_submit,

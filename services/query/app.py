@@ -11,7 +11,8 @@ from aiohttp import web
 from services.query import dead_letters, deploys, errors, exceptionless_config, locate, ops, pages, projects, stats
 from services.query.state import KEYS, POOL, SETTINGS
 from shared.db import create_pool
-from shared.keys import KeyCache
+from services.query import keys as lifecycle
+from shared.keys import KeyCache, prefetch
 from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.web import METRICS, error_middleware, health, root
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(errors.routes())
     app.add_routes(deploys.routes())
     app.add_routes(projects.routes())
+    app.add_routes(lifecycle.routes())
+    app.middlewares.append(prefetch(KEYS))  # a key or token works on its first request
     app.add_routes(stats.routes())
     app.add_routes(locate.routes())
     app.add_routes(pages.routes())

@@ -7,12 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from services.query import serialize
-from services.query.auth import holds_credential, require_user
+from services.query.auth import holds_credential, request_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
 from services.query.state import KEYS, POOL
-from shared.web import json_response, validation_failed
+from shared.keys import Credential
+from shared.web import ApiError, json_response, validation_failed
 
 COLUMNS = "id, project_id, environment, author, repository, revision, created_at, updated_at"
 
@@ -82,9 +83,29 @@ def _deploy_fields(request: web.Request, data: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _writer(request: web.Request) -> Credential:
+    """A user token (any project), or a project's client key (its own project, create only)."""
+    key = request_credential(request)
+    if not key:
+        raise ApiError(401, "Requires authentication: send a user-scoped token or the project's client key")
+    cred = request.app[KEYS].lookup(key)
+    if cred is None:
+        raise ApiError(401, "Bad credentials: unknown or revoked key")
+    return cred
+
+
 async def create_deploy(request: web.Request) -> web.Response:
-    require_user(request)
-    fields = _deploy_fields(request, await json_hash(request))
+    """Record a deploy; CI may use the project's client key (the project comes from the key)."""
+    cred = _writer(request)
+    data = await json_hash(request)
+    if cred.project is not None:
+        if data.get("project_id") is None:
+            data["project_id"] = cred.project.id
+        if data.get("resolve_errors") is True:
+            raise ApiError(403, "Resolving errors with a deploy needs a user-scoped token")
+    fields = _deploy_fields(request, data)
+    if cred.project is not None and fields["project_id"] != cred.project.id:
+        raise ApiError(403, f"This key does not belong to project {fields['project_id']}")
     async with request.app[POOL].acquire() as conn:
         if not await conn.fetchval("SELECT true FROM projects WHERE id = $1", fields["project_id"]):
             raise validation_failed([{"resource": "Project", "field": "project_id", "code": "missing"}])

@@ -34,6 +34,7 @@ ERROR_RESPONSES = {
     401: ("Unauthorized", "No credential, or an unknown or revoked one"),
     403: ("Forbidden", "A project's client key: these need a user-scoped token"),
     404: ("NotFound", "No such resource (or an id that cannot be one)"),
+    409: ("Conflict", "Already revoked, or a token revoking itself"),
     413: ("PayloadTooLarge", "Body over the size cap"),
     414: ("UriTooLong", "A list's query string over its cap (every Link URL repeats it)"),
     415: ("UnsupportedMediaType", "Unsupported Content-Encoding"),
@@ -208,8 +209,26 @@ SETTINGS_PATCH = {
         "scrub": nullable(BOOL),
         "retention_days": nullable({"type": "integer", "minimum": 1, "maximum": 3650}),
         "max_notices_per_error": nullable({"type": "integer", "minimum": 10, "maximum": 10_000_000}),
+        "allowed_origins": nullable(
+            array(
+                {"type": "string", "maxLength": 300},
+                maxItems=100,
+                description="Browser origins that may submit (`https://app.example.com`, `https://*.example.com`,"
+                " `*`); unset: any origin",
+            )
+        ),
     },
 }
+KEY_FIELDS: dict[str, Schema] = {
+    "id": INT,
+    "project_id": INT,
+    "key": {**STR, "description": "Masked: the secret is shown only when the key is created"},
+    "label": nullable(STR),
+    "created_at": TIME,
+    "revoked_at": nullable(TIME),
+}
+TOKEN_FIELDS = {k: v for k, v in KEY_FIELDS.items() if k != "project_id"}
+LABEL: Schema = nullable({"type": "string", "maxLength": 200})
 SCHEMAS: dict[str, Schema] = {
     "Message": obj({"message": STR}, ["message"]),
     "ValidationFailed": obj(
@@ -286,6 +305,17 @@ SCHEMAS: dict[str, Schema] = {
         ["environment"],
     ),
     "Project": obj(PROJECT_FIELDS, list(PROJECT_FIELDS)),
+    "ProjectWithKeys": obj(
+        {**PROJECT_FIELDS, "keys": array(ref("schemas", "Key"))}, [*PROJECT_FIELDS, "keys"]
+    ),
+    "Key": obj(KEY_FIELDS, list(KEY_FIELDS)),
+    "CreatedKey": obj(
+        {**KEY_FIELDS, "client_key": STR, "dsn": STR}, [*KEY_FIELDS, "client_key", "dsn"]
+    ),
+    "NewKey": obj({"project_id": {"type": "integer", "minimum": 1}, "label": LABEL}, ["project_id"]),
+    "Token": obj(TOKEN_FIELDS, list(TOKEN_FIELDS)),
+    "CreatedToken": obj({**TOKEN_FIELDS, "token": STR}, [*TOKEN_FIELDS, "token"]),
+    "NewToken": obj({"label": LABEL}),
     "CreatedProject": obj({**PROJECT_FIELDS, "client_key": STR}, [*PROJECT_FIELDS, "client_key"]),
     "NewProject": obj({"name": {"type": "string", "pattern": r"\S"}}, ["name"]),
     "ProjectUpdate": obj({"name": {"type": "string", "pattern": r"\S"}, "settings": SETTINGS_PATCH}),
@@ -386,6 +416,97 @@ def op(
 
 
 # ---- paths ------------------------------------------------------------------------------------------
+
+
+def _key_paths() -> dict[str, Schema]:
+    """The key lifecycle: client keys (`/v1/keys`) and user tokens (`/v1/tokens`)."""
+    key_id = path_id("id", "Key id")
+    token_id = path_id("id", "Token id")
+    return {
+        "/v1/keys": {
+            "get": op(
+                "listKeys",
+                "Live client keys, masked",
+                {"200": answer("The keys", array(ref("schemas", "Key"))), **errors(401, 403, 422)},
+                tag="Keys",
+                params=[ref("parameters", "ProjectFilter")],
+                read=False,
+            ),
+            "post": op(
+                "createKey",
+                "One more client key for a project (rotation); its secret is in this answer only",
+                {
+                    "201": answer(
+                        "The key, with its secret", ref("schemas", "CreatedKey"), headers={"Location": ref("headers", "Location")}
+                    ),
+                    **errors(400, 401, 403, 413, 415, 422),
+                },
+                tag="Keys",
+                params=[ENCODING],
+                read=False,
+                body=json_body(ref("schemas", "NewKey"), {"project_id": 1, "label": "web, 2026"}),
+            ),
+        },
+        "/v1/keys/{id}": {
+            "get": op(
+                "getKey",
+                "One client key, masked",
+                {"200": answer("The key", ref("schemas", "Key")), **errors(401, 403, 404)},
+                tag="Keys",
+                params=[key_id],
+                read=False,
+            ),
+            "delete": op(
+                "revokeKey",
+                "Revoke a client key: refused by every service within a second",
+                {"200": answer("The revoked key", ref("schemas", "Key")), **errors(401, 403, 404, 409)},
+                tag="Keys",
+                params=[key_id],
+                read=False,
+            ),
+        },
+        "/v1/tokens": {
+            "get": op(
+                "listTokens",
+                "Live user tokens, masked",
+                {"200": answer("The tokens", array(ref("schemas", "Token"))), **errors(401, 403)},
+                tag="Keys",
+                read=False,
+            ),
+            "post": op(
+                "createToken",
+                "A user-scoped token; its secret is in this answer only",
+                {
+                    "201": answer(
+                        "The token, with its secret", ref("schemas", "CreatedToken"), headers={"Location": ref("headers", "Location")}
+                    ),
+                    **errors(400, 401, 403, 413, 415, 422),
+                },
+                tag="Keys",
+                params=[ENCODING],
+                read=False,
+                body=json_body(ref("schemas", "NewToken"), {"label": "ci"}),
+            ),
+        },
+        "/v1/tokens/{id}": {
+            "get": op(
+                "getToken",
+                "One user token, masked",
+                {"200": answer("The token", ref("schemas", "Token")), **errors(401, 403, 404)},
+                tag="Keys",
+                params=[token_id],
+                read=False,
+            ),
+            "delete": op(
+                "revokeToken",
+                "Revoke a user token (not the one this request uses: 409)",
+                {"200": answer("The revoked token", ref("schemas", "Token")), **errors(401, 403, 404, 409)},
+                tag="Keys",
+                params=[token_id],
+                read=False,
+            ),
+        },
+    }
 
 
 def _paths() -> dict[str, Schema]:
@@ -577,7 +698,8 @@ def _paths() -> dict[str, Schema]:
             ),
             "post": op(
                 "createDeploy",
-                "Record a deploy",
+                "Record a deploy: a user token, or a project's client key for its own project"
+                " (create only: no resolve_errors, 403 for another project)",
                 {
                     "201": answer(
                         "The deploy",
@@ -638,7 +760,7 @@ def _paths() -> dict[str, Schema]:
                 "getProject",
                 "One project",
                 {
-                    "200": answer("The project", ref("schemas", "Project")),
+                    "200": answer("The project and its live client keys (masked)", ref("schemas", "ProjectWithKeys")),
                     **errors(401, 403, 404),
                 },
                 tag="Projects",
@@ -646,7 +768,25 @@ def _paths() -> dict[str, Schema]:
             ),
             "patch": update_project,
             "post": {**update_project, "operationId": "updateProjectByPost"},
+            "delete": op(
+                "deleteProject",
+                "Delete a project with its keys, errors, notices and deploys",
+                {"204": answer("Deleted"), **errors(401, 403, 404, 422)},
+                tag="Projects",
+                params=[
+                    project_id,
+                    {
+                        "name": "confirm",
+                        "in": "query",
+                        "required": True,
+                        "description": "The project's name, repeated (422 otherwise)",
+                        "schema": STR,
+                    },
+                ],
+                read=False,
+            ),
         },
+        **_key_paths(),
         "/api/v2/projects/{id}/config": {
             "get": op(
                 "getClientConfiguration",
@@ -776,6 +916,7 @@ def spec(settings: Settings) -> dict[str, Any]:
                 "Stats",
                 "Deploys",
                 "Projects",
+                "Keys",
                 "Exceptionless",
                 "Location",
                 "Pages",

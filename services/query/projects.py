@@ -45,6 +45,7 @@ SETTINGS = {
     "scrub": lambda v: v is None or isinstance(v, bool),
     "retention_days": _int_range(1, 3650),
     "max_notices_per_error": _int_range(10, 10_000_000),
+    "allowed_origins": keys.valid_origins,  # browser pages that may submit (services/gateway/cors.py)
 }
 
 
@@ -84,7 +85,9 @@ async def get_project(request: web.Request) -> web.Response:
         row = await conn.fetchrow(f"SELECT {COLUMNS} FROM projects WHERE id = $1", pid)
     if row is None:
         raise not_found("Project")
-    return json_response(project_json(row))
+    async with request.app[POOL].acquire() as conn:
+        live = await keys.list_keys(conn, "client", pid)
+    return json_response({**project_json(row), "keys": [keys.key_json(k) for k in live]})
 
 
 def _settings_patch(request: web.Request, data: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +149,21 @@ async def create_project(request: web.Request) -> web.Response:
     return json_response({**project_json(row), "client_key": key}, status=201)
 
 
+async def delete_project(request: web.Request) -> web.Response:
+    """Delete a project and everything it holds; `confirm` must repeat its name (no accidents)."""
+    require_user(request)
+    pid = path_int(request, "id", "Project")
+    async with request.app[POOL].acquire() as conn:
+        name = await conn.fetchval("SELECT name FROM projects WHERE id = $1", pid)
+        if name is None:
+            raise not_found("Project")
+        if request.query.get("confirm") != name:
+            raise invalid("confirm", "missing_field" if "confirm" not in request.query else "invalid")
+        if not await keys.delete_project(conn, pid):
+            raise not_found("Project")
+    return web.Response(status=204)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/projects", list_projects),
@@ -153,4 +171,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1/projects/{id}", get_project),
         web.patch("/v1/projects/{id}", update_project),
         web.post("/v1/projects/{id}", update_project),
+        web.delete("/v1/projects/{id}", delete_project),
     ]

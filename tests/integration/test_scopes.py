@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from shared import keys
 from tests.conftest import drain, make_project, reload_keys
 from tests.integration.test_exceptioner import notice, post
 
@@ -31,6 +32,8 @@ RULES: dict[str, dict[str, object]] = {
     "ingest_project": {NONE: 401, WRONG: 401, CLIENT: OK, OTHER: 403, USER: 403},
     # Reads and management: user tokens only.
     "user": {NONE: 401, WRONG: 401, CLIENT: 403, OTHER: 403, USER: OK},
+    # Creating a deploy of a named project: a user token, or that project's own client key (issue 15).
+    "deploy": {NONE: 401, WRONG: 401, CLIENT: OK, OTHER: 403, USER: OK},
 }
 
 
@@ -43,6 +46,9 @@ class Ctx:
     notice_id: str
     location_id: str
     deploy_id: int
+    key_id: int = 0  # one more client key of `project`, and a spare token (revoked by the USER pass)
+    token_id: int = 0
+    doomed: Any = None  # a project of its own for DELETE /v1/projects/{id} (the last row)
 
 
 Send = Callable[[str | None], dict[str, Any]]
@@ -202,6 +208,15 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("gateway", "GET", "/api/v2/projects/config", "/api/v2/projects/config", "ingest", bearer, None),
     (
         "gateway",
+        "POST",
+        "/api/v4/projects/{project_id}/deploys",
+        "/api/v4/projects/{pid}/deploys",
+        "ingest_project",
+        airbrake,
+        b'{"environment": "scope"}',
+    ),
+    (
+        "gateway",
         "GET",
         "/api/v2/projects/{project_id}/config",
         "/api/v2/projects/{pid}/config",
@@ -238,7 +253,7 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
         "POST",
         "/v1/deploys",
         "/v1/deploys",
-        "user",
+        "deploy",
         api_key,
         b'{"environment": "scope", "project_id": PID}',
     ),
@@ -269,6 +284,15 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
         bearer,
         None,
     ),
+    ("query", "GET", "/v1/keys", "/v1/keys", "user", api_key, None),
+    ("query", "POST", "/v1/keys", "/v1/keys", "user", api_key, b'{"project_id": PID, "label": "scope"}'),
+    ("query", "GET", "/v1/keys/{id}", "/v1/keys/{kid}", "user", api_key, None),
+    ("query", "DELETE", "/v1/keys/{id}", "/v1/keys/{kid}", "user", api_key, None),
+    ("query", "GET", "/v1/tokens", "/v1/tokens", "user", api_key, None),
+    ("query", "POST", "/v1/tokens", "/v1/tokens", "user", api_key, b'{"label": "scope"}'),
+    ("query", "GET", "/v1/tokens/{id}", "/v1/tokens/{tid}", "user", api_key, None),
+    ("query", "DELETE", "/v1/tokens/{id}", "/v1/tokens/{tid}", "user", api_key, None),
+    ("query", "DELETE", "/v1/projects/{id}", "/v1/projects/{xpid}?confirm={xname}", "user", api_key, None),
 ]
 # Browser-only routes with their own rules, tested in test_pages.py: the page shows a login form
 # (401/403) without a user token; /login and /logout take form posts.
@@ -312,7 +336,15 @@ async def ctx(gateway, query, consumer, pool, project, user_token) -> Ctx:
         f"/v1/errors/{body['error_id']}/notices/{body['id']}", headers={"Api-Key": user_token}
     )
     location = (await resp.json())["location_id"]
-    return Ctx(project, other, user_token, body["error_id"], body["id"], location, deploy_id)
+    doomed = await make_project(pool)
+    async with pool.acquire() as conn:
+        key_row, _ = await keys.create_client_key(conn, project.id, "scope")
+        token_row, _ = await keys.create_token(conn, "scope")
+    await reload_keys(gateway, query)
+    return Ctx(
+        project, other, user_token, body["error_id"], body["id"], location, deploy_id,
+        key_row["id"], token_row["id"], doomed,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("who", [NONE, WRONG, CLIENT, OTHER, USER])
@@ -333,6 +365,10 @@ async def test_scope_rules(gateway, query, ctx: Ctx, who: str):
             .replace("{nid}", ctx.notice_id)
             .replace("{loc}", ctx.location_id)
             .replace("{did}", str(ctx.deploy_id))
+            .replace("{kid}", str(ctx.key_id))
+            .replace("{tid}", str(ctx.token_id))
+            .replace("{xpid}", str(ctx.doomed.id))
+            .replace("{xname}", ctx.doomed.name)
         )
         data = (
             envelope()
