@@ -1,7 +1,9 @@
-"""Scrubbing secrets before they reach PostgreSQL: values under sensitive keys, card numbers.
+"""Scrubbing secrets before they reach PostgreSQL or Redis: values under sensitive keys, card numbers,
+secrets inside URLs and query strings.
 
-Pure functions; the worker applies them to a notice's parameters, session, request environment,
-context, user and data, and to the raw payload kept for `/api/locate`.
+Pure functions, one walk (`scrub`) for everything: the worker applies it to every field of a notice
+and to the raw payload kept for `/api/locate`, dead letters get it before Redis keeps them, and the
+gateway applies it to user descriptions before queueing them.
 """
 
 from __future__ import annotations
@@ -37,14 +39,31 @@ DEFAULT_FIELDS = frozenset(
         "http_authorization",
         "http_cookie",
         "x-api-key",
+        "sentry_key",
+        "sentry_secret",
+        "sentry_auth",  # X-Sentry-Auth
+        "airbrake_token",  # X-Airbrake-Token
+        "session_id",
+        "sessionid",  # Django, JSESSIONID
+        "sessid",  # PHPSESSID
     }
 )
+# Credential names too short or too common to match as parts of other names, or as object keys
+# (`{"key": "value"}` is data): sensitive as a whole parameter name in URLs and query strings only
+# (`?key=<client key>`, the way the gateway's own clients send it; `monkey=` and `cache_key=` are not).
+URL_NAMES = frozenset({"key", "auth", "sid", "pass", "dsn"})
+TRUNCATED = "[Truncated]"
+MAX_DEPTH = 100  # deeper than this, a value is replaced by TRUNCATED (the serializer stops at 255)
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 # Cheap pre-filters for how card numbers are written: 13-19 digits in a row, or groups (4-4-4-4,
 # 4-6-5) split by spaces or dashes. Only text that passes them meets the exact, Luhn-checked
 # pattern. Regex scans cost ~50 ns a byte here; a byte translation and a few substring searches
 # cost a tenth of that, which matters on a worker writing 20,000 notices a second.
 _CARD_HINT = re.compile(r"\d{13,19}|\d{4}[ -]\d{4,6}[ -]\d{4,5}")
+# name=value in URLs, query strings, cookies and log lines; user:password@ in URLs.
+_PARAM = re.compile(r"(?P<name>[^\s&?#;=/\"'<>,]+)=(?P<value>[^&#;\s\"'<>,]*)")
+_USERINFO = re.compile(r"(?<=://)(?P<user>[^/\s:@\"']*):(?P<password>[^/\s@\"']+)@")
+_RAW_HINTS = (b"\\u", b"key=", b"://")  # escaped names, credentials in URLs, user:password@
 _DIGITS = bytes(48 if 48 <= i <= 57 else 32 if i in (32, 45) else 120 for i in range(256))  # 0, space, x
 _RAW_SHAPES = (b"0" * 13, b"0000 0000", b"0000 000000 0000")
 
@@ -77,9 +96,25 @@ def _card_sub(match: re.Match[str]) -> str:
     return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
 
 
+def _int_card(value: int) -> bool:
+    """An integer that is a card number: 13-19 digits, a card network's first digit (2-6: so no epoch
+    time in s, ms, us or ns before 2033 matches), and the Luhn check."""
+    if not 10**12 <= value < 10**19:
+        return False
+    digits = str(value)
+    return digits[0] in "23456" and _luhn(digits)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_id(key: str) -> bool:
+    """`id`, `thread_id`, `threadId`, `event-id`: digits under such a name are an identifier, never a card."""
+    k = key.lower()
+    return k == "id" or k.endswith(("_id", "-id", ".id", " id")) or key.endswith("Id") or k == "uuid"
+
+
 @functools.lru_cache(maxsize=4096)
 def sensitive(key: str, fields: frozenset[str]) -> bool:
-    """A key is sensitive when any configured name is part of it (`user_password`, `X-Auth-Token`).
+    """A key is sensitive when any configured name is part of it (`user_password`, `X-Auth-Token`),
 
     Cached: the same few hundred key names come back in every notice.
     """
@@ -97,49 +132,130 @@ def sensitive(key: str, fields: frozenset[str]) -> bool:
     return False
 
 
-def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -> Any:
-    """A copy of value with sensitive keys' values and card-number-shaped strings replaced."""
-    if isinstance(value, dict):
-        return {
-            k: FILTERED
-            if isinstance(k, str) and sensitive(k, fields) and v not in (None, "")
-            else scrub(v, fields, depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [scrub(v, fields, depth + 1) for v in value]
-    if isinstance(value, str) and len(value) >= 13 and _CARD_HINT.search(value) and _CARD.search(value):
-        return _CARD.sub(_card_sub, value)
+def _param_sub(fields: frozenset[str]) -> Any:
+    def sub(m: re.Match[str]) -> str:
+        value = m["value"]
+        name = m["name"].strip("[]")
+        if not value or value == FILTERED or not (name.lower() in URL_NAMES or sensitive(name, fields)):
+            return m.group(0)
+        return f"{m['name']}={FILTERED}"
+
+    return sub
+
+
+def scrub_text(text: str, fields: frozenset[str] = DEFAULT_FIELDS) -> str:
+    """A string with card numbers, sensitive `name=value` pairs (query strings, URLs, cookies, log
+    lines) and URL passwords replaced."""
+    if len(text) >= 13 and _CARD_HINT.search(text) and _CARD.search(text):
+        text = _CARD.sub(_card_sub, text)
+    if "=" in text:
+        text = _PARAM.sub(_param_sub(fields), text)
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(
+            lambda m: f"{m['user']}:{FILTERED}@" if m["password"] != FILTERED else m.group(0), text
+        )
+    return text
+
+
+def _scalar(value: Any, fields: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, fields) if len(value) >= 13 or "=" in value else value
+    if type(value) is int and not -(10**12) < value < 10**12:
+        if not -(1 << 63) <= value < 1 << 63:
+            return None  # no serializer or bigint column takes it
+        return FILTERED if _int_card(value) else value
     return value
 
 
-SCRUBBED_PARTS = ("params", "session", "cgi", "context", "user", "data")
+def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -> Any:
+    """A copy of value with sensitive keys' values, card numbers (strings and integers, except under
+    id names) and secrets in URL-like strings replaced; nested deeper than MAX_DEPTH: TRUNCATED."""
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return TRUNCATED
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str) and sensitive(k, fields) and v not in (None, ""):
+                out[k] = FILTERED
+            elif isinstance(v, dict | list):
+                out[k] = scrub(v, fields, depth + 1)
+            elif isinstance(k, str) and is_id(k) and (type(v) is int or isinstance(v, str) and v.isdigit()):
+                out[k] = v  # a thread or event id that happens to pass Luhn is not a card
+            else:
+                out[k] = _scalar(v, fields)
+        return out
+    if isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            return TRUNCATED
+        if (
+            len(value) == 2
+            and isinstance(value[0], str)
+            and sensitive(value[0], fields)
+            and value[1] not in (None, "")
+        ):  # [name, value] pairs: Sentry headers, cookies, query strings
+            return [value[0], FILTERED]
+        return [
+            scrub(v, fields, depth + 1) if isinstance(v, dict | list) else _scalar(v, fields) for v in value
+        ]
+    return _scalar(value, fields)
+
+
+SCRUBBED_PARTS = ("params", "session", "cgi", "context", "user", "data")  # the free-form parts (all scrubbed)
+_STRUCTURE = frozenset({"protocol", "type", "environment", "occurred_at", "reference_id", "notes"})
+
+
+def _tag(tag: Any, fields: frozenset[str]) -> Any:
+    """A `name:value` tag: the value filtered under a sensitive name, else scrubbed as text."""
+    if not isinstance(tag, str):
+        return scrub(tag, fields)
+    name, sep, _ = tag.partition(":")
+    return f"{name}:{FILTERED}" if sep and sensitive(name, fields) else scrub_text(tag, fields)
 
 
 def scrub_notice(notice: dict[str, Any], fields: frozenset[str] = DEFAULT_FIELDS) -> dict[str, Any]:
-    out = dict(notice)
-    for part in SCRUBBED_PARTS:
-        if part in out:
-            out[part] = scrub(out[part], fields)
-    if isinstance(out.get("message"), str):
-        out["message"] = scrub(out["message"], fields)
+    """Every field of a notice scrubbed (messages, frames' URLs, tags, every free-form part), except the
+    few that are its structure (protocol, type, environment, time, reference id, notes)."""
+    out: dict[str, Any] = {}
+    for key, value in notice.items():
+        if key in _STRUCTURE:
+            out[key] = value
+        elif key == "tags" and isinstance(value, list):
+            out[key] = [_tag(t, fields) for t in value]
+        else:
+            out[key] = scrub(value, fields, 1)
     return out
 
 
 def scrub_raw(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
     """The raw JSON payload scrubbed; untouched bytes when nothing in it could be sensitive (cheap check)."""
     lowered = raw.lower()
-    if not any(hint in lowered for hint in _name_hints(fields)) and not _raw_has_card_shape(raw):
+    if (
+        not any(hint in lowered for hint in _name_hints(fields))
+        and not any(hint in lowered for hint in _RAW_HINTS)
+        and not _raw_has_card_shape(raw)
+    ):
         return raw
     try:
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return (
-            raw
-            if not _raw_has_card_shape(raw)
-            else _CARD.sub(_card_sub, raw.decode("utf-8", "replace")).encode()
-        )
-    return orjson.dumps(scrub(data, fields))
+    except orjson.JSONDecodeError:  # a text line (Exceptionless), or JSON only a lenient reader takes
+        data = _lenient(raw)
+        if data is None:
+            text = raw.decode("utf-8", "replace")
+            scrubbed = scrub_text(text, fields)
+            return raw if scrubbed == text else scrubbed.encode()
+    return orjson.dumps(scrub(data, fields), option=orjson.OPT_NON_STR_KEYS)
+
+
+def _lenient(raw: bytes) -> Any:
+    """JSON with NaN, Infinity or 1e400 (which a worker still stores), or None."""
+    if raw.lstrip()[:1] not in (b"{", b"["):
+        return None
+    from shared.protocols.bounds import lenient_json
+
+    try:
+        return lenient_json(raw)
+    except ValueError:
+        return None
 
 
 def fields_for(settings: dict[str, Any]) -> frozenset[str] | None:
@@ -170,8 +286,8 @@ def scrub_body(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
         lowered = line.lower()
         if any(hint in lowered for hint in hints):
             out.append(FILTERED.encode())
-        elif _raw_has_card_shape(line):
-            out.append(_CARD.sub(_card_sub, line.decode("utf-8", "replace")).encode())
         else:
-            out.append(line)
+            text = line.decode("utf-8", "replace")
+            scrubbed = scrub_text(text, fields)
+            out.append(line if scrubbed == text else scrubbed.encode())
     return b"\n".join(out)

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from shared.model import ExceptionInfo, Frame, Notice
-from shared.protocols.base import Decoded, Protocol, Undecodable
+from shared.protocols import bounds
+from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.stream import RawNotice
 from shared.web import ApiError, Handler, json_object, json_response
@@ -40,8 +41,13 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if (
+        isinstance(value, str)
+        and (digits := value.strip()).isascii()
+        and digits.isdigit()
+        and len(digits) < 19
+    ):
+        return int(digits)
     return None
 
 
@@ -57,9 +63,9 @@ def _hunk(code: Any, line: int | None) -> dict[str, Any]:
     if current is not None:
         out["context_line"] = current
     if pre:
-        out["pre_context"] = pre
+        out["pre_context"] = list(bounds.cut(pre, bounds.MAX_CONTEXT_LINES, "backtrace.code", newest=True))
     if post:
-        out["post_context"] = post
+        out["post_context"] = list(bounds.cut(post, bounds.MAX_CONTEXT_LINES, "backtrace.code"))
     return out
 
 
@@ -82,7 +88,8 @@ def to_frame(raw: dict[str, Any]) -> Frame:
 
 
 def _error(raw: dict[str, Any]) -> ExceptionInfo:
-    frames = [to_frame(f) for f in raw.get("backtrace") or [] if isinstance(f, dict)]
+    backtrace = bounds.cut(raw.get("backtrace") or [], bounds.MAX_FRAMES, "errors[].backtrace")
+    frames = [to_frame(f) for f in backtrace if isinstance(f, dict)]
     return {"type": _str(raw.get("type")), "message": _str(raw.get("message")), "frames": frames}
 
 
@@ -112,7 +119,7 @@ def check(raw: bytes) -> dict[str, Any]:
 def parse_notice(raw: bytes) -> Notice:
     """A v3 notice body into the canonical notice; errors[] run from the error raised to its causes."""
     data = check(raw)
-    chain = [_error(e) for e in data["errors"]]
+    chain = [_error(e) for e in bounds.cut(data["errors"], bounds.MAX_CHAIN, "errors")]
     context = _dict(data, "context")
     first = chain[0]
     notice: Notice = {
@@ -180,7 +187,7 @@ async def post_notice(request: web.Request) -> web.StreamResponse:
     if str(project.id) != request.match_info["project_id"]:
         raise ApiError(403, f"This key does not belong to project {request.match_info['project_id']}")
     raw = await body(request)
-    check(raw)
+    bounds.check_depth(raw, check(raw))
     new = Ids.new()
     await queue(request, project, [RawNotice(NAME, new.notice_id, new.location_id, project.id, raw)])
     url = f"{request.app[SETTINGS].public_url}/locate/{new.location_id}"
@@ -189,9 +196,13 @@ async def post_notice(request: web.Request) -> web.StreamResponse:
 
 def decode(entry: RawNotice) -> list[Decoded]:
     try:
-        return [(parse_notice(entry.body), entry.body)]
+        with bounds.noting() as cuts:
+            notice = parse_notice(entry.body)
     except ApiError as e:
         raise Undecodable(f"not an Airbrake notice: {e}") from e
+    for text in cuts:
+        note(notice, text)
+    return [(notice, entry.body)]
 
 
 def routes() -> list[web.RouteDef]:

@@ -29,6 +29,19 @@ class Protocol:
     routes: Callable[[], list[web.RouteDef]]
     decode: Callable[[RawNotice], list[Decoded]]
 
+    def __post_init__(self) -> None:
+        # Every decoder's notices pass bounds.finish: whatever a body held, the notice is storable.
+        object.__setattr__(self, "decode", _finished(self.decode))
+
+
+def _finished(decode: Callable[[RawNotice], list[Decoded]]) -> Callable[[RawNotice], list[Decoded]]:
+    from shared.protocols.bounds import finish
+
+    def run(entry: RawNotice) -> list[Decoded]:
+        return [(finish(notice), raw) for notice, raw in decode(entry)]
+
+    return run
+
 
 def note(notice: Notice, text: str) -> None:
     """Record on the notice what decoding had to drop or change."""

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from shared.frames import parse_line
 from shared.model import Frame, Notice, frame
+from shared.protocols import bounds
 from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.stream import RawNotice
@@ -111,7 +112,7 @@ def _line_number(value: Any) -> tuple[int | None, bool]:
         return None, True
     if isinstance(value, int) and not isinstance(value, bool):
         return value, True
-    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
         return int(value), True
     return None, False
 
@@ -158,7 +159,7 @@ def parse_frame(errors: list[dict[str, str]], data: Any, root: str | None) -> Fr
         if lines is None:
             errors.append({"resource": "Backtrace", "field": name, "code": "invalid"})
         elif lines:
-            f[name] = lines  # type: ignore[literal-required]
+            f[name] = list(bounds.cut(lines, bounds.MAX_CONTEXT_LINES, f"backtrace.{name}"))  # type: ignore[literal-required]
     return f
 
 
@@ -170,8 +171,11 @@ def _occurred_at(errors: list[dict[str, str]], event: dict[str, Any]) -> float |
             errors.append({"resource": "Event", "field": "created_at", "code": "invalid"})
         return when
     stamp = event.get("timestamp")  # the Ruby client's Unix seconds
-    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and 0 < stamp < 1 << 40:
-        return float(stamp)
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        if 0 < stamp <= bounds.MAX_TIME:
+            return float(stamp)
+        # Year 11476 (300000000000), NaN: not a time that can be stored or shown.
+        errors.append({"resource": "Event", "field": "timestamp", "code": "invalid"})
     return None
 
 
@@ -220,7 +224,8 @@ def parse_payload(payload: dict[str, Any], strict: bool = True) -> Notice:
     env_name = checked_field(errors, "Environment", environment, "name", str)
     root = checked_field(errors, "Environment", environment, "project_root", str)
     hostname = checked_field(errors, "Context", context, "hostname", str)
-    frames = [f for f in (parse_frame(errors, d, root) for d in backtrace) if f is not None]
+    kept = bounds.cut(backtrace, bounds.MAX_FRAMES, "backtrace")
+    frames = [f for f in (parse_frame(errors, d, root) for d in kept) if f is not None]
     if errors and strict:
         raise validation_failed(_dedupe(errors))
     notice: Notice = {
@@ -263,6 +268,7 @@ async def notify(request: web.Request) -> web.Response:
     if project is None:  # the key may be a form field or sit beside the payload: judge nothing before it
         project = authenticate(request, credential_from_params(body_fields(raw, request.content_type)) or "")
     sub = read_submission(raw, request.content_type)
+    bounds.check_depth(sub.raw, sub.payload)
     check(sub.payload)
     new = Ids.new()
     await queue(request, project, [RawNotice(NAME, new.notice_id, new.location_id, project.id, sub.raw)])
@@ -278,7 +284,11 @@ def decode(entry: RawNotice) -> list[Decoded]:
         payload = json_object(entry.body)
     except ApiError as e:
         raise Undecodable(f"not a CrashLog payload: {e}") from e
-    return [(parse_payload(payload, strict=False), entry.body)]
+    with bounds.noting() as cuts:
+        notice = parse_payload(payload, strict=False)
+    for text in cuts:
+        note(notice, text)
+    return [(notice, entry.body)]
 
 
 def routes() -> list[web.RouteDef]:

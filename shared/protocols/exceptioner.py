@@ -15,7 +15,8 @@ from shared import ids
 from shared.fingerprint import VERSION, fingerprint
 from shared.frames import parse_line
 from shared.model import Notice
-from shared.protocols.base import Decoded, Protocol, Undecodable
+from shared.protocols import bounds
+from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import Ids, authenticate, body, patterns, queue
 from shared.stream import RawNotice
 from shared.timeutil import iso
@@ -43,7 +44,8 @@ def parse_notice(data: dict[str, Any]) -> Notice:
     text = message or ""
     prefix = f"{exception}: "
     exc_message = text[len(prefix) :] if text.startswith(prefix) else text
-    frames = [parse_line(line) for line in backtrace if line and line != "..."]
+    kept = bounds.cut(backtrace, bounds.MAX_FRAMES, "error.backtrace")
+    frames = [parse_line(line) for line in kept if line and line != "..."]
     notice: Notice = {
         "protocol": NAME,
         "type": "error",
@@ -66,7 +68,9 @@ def parse_notice(data: dict[str, Any]) -> Notice:
 async def post_notice(request: web.Request) -> web.Response:
     project = authenticate(request)
     raw = await body(request)
-    notice = parse_notice(json_object(raw))
+    data = json_object(raw)
+    bounds.check_depth(raw, data)
+    notice = parse_notice(data)
     fp = fingerprint(notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"))
     eid = ids.error_id(project.id, notice["environment"], fp)
     new = Ids.new()
@@ -89,9 +93,13 @@ async def post_notice(request: web.Request) -> web.Response:
 def decode(entry: RawNotice) -> list[Decoded]:
     """The worker's face: the body the gateway already validated, as the canonical notice."""
     try:
-        return [(parse_notice(json_object(entry.body)), entry.body)]
+        with bounds.noting() as cuts:
+            notice = parse_notice(json_object(entry.body))
     except ApiError as e:
         raise Undecodable(f"not an Exceptioner notice: {e}") from e
+    for text in cuts:
+        note(notice, text)
+    return [(notice, entry.body)]
 
 
 def routes() -> list[web.RouteDef]:

@@ -51,15 +51,21 @@ def authenticate(request: web.Request, key: str | None = None) -> Project:
     if cred.project is None:
         raise ApiError(403, "A user-scoped token cannot submit notices; use the project's client key")
     origin = request.headers.get("Origin")
-    if origin and not origin_allowed(cred.project.settings, origin):  # a browser page (services/gateway/cors.py)
-        raise ApiError(403, f"Origin {origin[:200]} is not allowed for this project (its allowed_origins setting)")
+    if origin and not origin_allowed(
+        cred.project.settings, origin
+    ):  # a browser page (services/gateway/cors.py)
+        raise ApiError(
+            403, f"Origin {origin[:200]} is not allowed for this project (its allowed_origins setting)"
+        )
     return cred.project
 
 
-async def body(request: web.Request) -> bytes:
-    """The decompressed request body within the configured caps."""
+async def body(request: web.Request, cap: int | None = None) -> bytes:
+    """The decompressed request body within the configured caps (and a route's own `cap`, both sides)."""
     s = request.app[SETTINGS]
-    return await read_body(request, s.max_body, s.max_decompressed)
+    if cap is None:
+        return await read_body(request, s.max_body, s.max_decompressed)
+    return await read_body(request, min(s.max_body, cap), min(s.max_decompressed, cap))
 
 
 def unavailable(reason: str) -> ApiError:

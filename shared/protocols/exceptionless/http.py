@@ -18,6 +18,7 @@ from aiohttp import web
 from shared.keys import Project
 from shared.protocols.exceptionless import wire as parse
 from shared.protocols.ingest import Ids, authenticate, body, queue
+from shared.scrub import fields_for, scrub
 from shared.stream import Description, RawNotice
 from shared.web import ApiError, Handler, credential, credential_from_headers, json_response
 
@@ -120,7 +121,9 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def post_user_description(request: web.Request) -> web.Response:
     """POST .../events/by-ref/{reference_id}/user-description: queued for the worker; 202."""
     project = _project(request)
-    data = parse.user_description(await body(request))
+    data = parse.user_description(await body(request, parse.MAX_DESCRIPTION))
+    if (fields := fields_for(project.settings)) is not None:
+        data = scrub(data, fields)  # before it is queued: Redis never holds the secrets either
     description = Description(project.id, request.match_info["reference_id"], data, time.time())
     await queue(request, project, [description])
     return _answer(project, 202)

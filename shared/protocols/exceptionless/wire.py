@@ -18,6 +18,7 @@ import orjson
 from shared import ids
 from shared.frames import parse_text
 from shared.model import ExceptionInfo, Frame, Notice, frame
+from shared.protocols import bounds
 from shared.protocols.base import Decoded, note
 from shared.stream import RawNotice
 from shared.timeutil import parse_iso
@@ -26,9 +27,10 @@ from shared.web import ApiError
 PROTOCOL: Final = "exceptionless"
 HEARTBEAT: Final = "heartbeat"
 MAX_EVENTS: Final = 5000  # per request; the worker keeps the first 5000 and notes what it dropped
-MAX_CHAIN: Final = 20  # inner errors followed
-MAX_FRAMES: Final = 500  # frames kept per error
-MAX_TAGS: Final = 100
+MAX_CHAIN: Final = bounds.MAX_CHAIN  # inner errors followed
+MAX_FRAMES: Final = bounds.MAX_FRAMES  # frames kept per error
+MAX_TAGS: Final = bounds.MAX_TAGS
+MAX_DESCRIPTION: Final = 64 * 1024  # bytes of one user description (decompressed); more: 413
 
 # Event properties; everything else at the top level is data. Persistent-event ids a client might
 # echo back are the server's to assign and are dropped.
@@ -71,8 +73,11 @@ def split(raw: bytes, cap: int) -> tuple[list[tuple[dict[str, Any], bytes]], int
     if head in ("{", "["):
         try:
             doc = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            doc = None
+        except orjson.JSONDecodeError:  # NaN, 1e400, nesting past 1024: still events, read leniently
+            try:
+                doc = bounds.lenient_json(raw)
+            except ValueError:
+                doc = None
         if isinstance(doc, dict):
             return [(doc, raw)], 0
         if isinstance(doc, list) and all(isinstance(item, dict) or item is None for item in doc):
@@ -335,7 +340,7 @@ def _chain(error: Any, simple: Any) -> tuple[list[ExceptionInfo], dict[str, Any]
         current = simple
         while isinstance(current, dict) and len(chain) < MAX_CHAIN:
             trace = current.get("stack_trace")
-            frames = parse_text(trace)[:MAX_FRAMES] if isinstance(trace, str) else []
+            frames = _text_frames(trace, innermost_last=False) if isinstance(trace, str) else []
             chain.append(
                 {"type": _str(current.get("type")), "message": _str(current.get("message")), "frames": frames}
             )
@@ -349,7 +354,7 @@ def _frames(error: Mapping[str, Any]) -> list[Frame]:
     """Structured frames (innermost first, as sent); the target method when there is no stack."""
     trace = error.get("stack_trace")
     items = trace if isinstance(trace, list) else []
-    frames = [_frame(f) for f in items[:MAX_FRAMES] if isinstance(f, dict)]
+    frames = [_frame(f) for f in bounds.cut(items, MAX_FRAMES, "@error.stack_trace") if isinstance(f, dict)]
     target = error.get("target_method")
     if not frames and isinstance(target, dict):
         frames = [_frame(target)]
@@ -380,8 +385,18 @@ def _traceback_chain(text: str) -> ExceptionInfo:
     return {
         "type": m["type"] if m else None,
         "message": m["message"] if m else None,
-        "frames": parse_text(text)[:MAX_FRAMES],
+        "frames": _text_frames(text, innermost_last=True),
     }
+
+
+def _text_frames(text: str, innermost_last: bool) -> list[Frame]:
+    """A text stack trace's frames, at most MAX_FRAMES; a huge one is cut to its innermost lines first."""
+    lines = text.splitlines()
+    if len(lines) > 3 * MAX_FRAMES:  # a frame is one to three lines in every format parse_text knows
+        bounds.record("stack trace lines", 3 * MAX_FRAMES, len(lines))
+        lines = lines[-3 * MAX_FRAMES :] if innermost_last else lines[: 3 * MAX_FRAMES]
+        text = "\n".join(lines)
+    return list(bounds.cut(parse_text(text), MAX_FRAMES, "stack trace frames"))
 
 
 def _cgi(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -406,7 +421,8 @@ def _cgi(request: Mapping[str, Any]) -> dict[str, Any]:
 
 def _tags(value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    tags = [t.strip()[:255] for t in items if isinstance(t, str) and t.strip()]
+    kept = bounds.cut(items, 10 * MAX_TAGS, "tags")
+    tags = [t.strip()[:255] for t in kept if isinstance(t, str) and t.strip()]
     return list(dict.fromkeys(tags))[:MAX_TAGS]
 
 
@@ -439,6 +455,7 @@ def user_description(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "Problems parsing JSON") from e
     if not isinstance(doc, dict):
         raise ApiError(400, "Description must be specified.")
+    bounds.check_depth(raw, doc)
     description = doc.get("description")
     if not isinstance(description, str) or not description.strip():
         raise ApiError(400, "Description must be specified.")
@@ -485,8 +502,11 @@ def decode(entry: RawNotice) -> list[Decoded]:
     events, dropped = split(entry.body, MAX_EVENTS)
     out: list[Decoded] = []
     for event, raw in events:
-        notice = to_notice(event, now)
+        with bounds.noting() as cuts:
+            notice = to_notice(event, now)
         if notice is not None:
+            for text in cuts:
+                note(notice, text)
             out.append((notice, raw))
     if dropped and out:
         note(out[-1][0], f"{dropped} more events in the same request were dropped (over {MAX_EVENTS})")

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from shared import stream
 from shared.keys import Project
+from shared.protocols import bounds
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.protocols.sentry import wire
 from shared.stream import RawNotice
@@ -139,8 +140,8 @@ async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -
         wire.event_id({}, header_id) if header_id else wire.event_id(wire.event_object(events[0].payload))
     )
     facts: dict[str, Any] = {"event_id": answer}
-    if (sent_at := env.headers.get("sent_at")) is not None:
-        facts["sent_at"] = sent_at
+    if isinstance(sent_at := env.headers.get("sent_at"), str | int | float):  # never a structure to queue
+        facts["sent_at"] = sent_at if not isinstance(sent_at, str) else sent_at[:64]
     await _queue_once(request, project, answer, raw, facts)
     return json_response({"id": answer})
 
@@ -158,7 +159,9 @@ async def post_store(request: web.Request) -> web.StreamResponse:
     if request.content_type == ENVELOPE_TYPE:
         return await _accept_envelope(request, project, raw)
     data = wire.store_body(raw, wire.MAX_EVENT)
-    eid = wire.event_id(wire.event_object(data))
+    event = wire.event_object(data)
+    bounds.check_depth(data, event)
+    eid = wire.event_id(event)
     auth = auth_fields(request.headers.get("X-Sentry-Auth") or request.headers.get("Authorization"))
     facts: dict[str, Any] = {"store": True, "event_id": eid}
     if sent_at := auth.get("sentry_timestamp") or request.query.get("sentry_timestamp"):

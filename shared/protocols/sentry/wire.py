@@ -6,9 +6,11 @@ No I/O here; the gateway face (http.py) moves the bytes. Times are passed in so 
 from __future__ import annotations
 
 import base64
+import math
 import re
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,17 +20,19 @@ import orjson
 from shared import ids
 from shared.frames import is_library
 from shared.model import ExceptionInfo, Frame, Notice
-from shared.protocols.base import Decoded, Undecodable
+from shared.protocols import bounds
+from shared.protocols.base import Decoded, Undecodable, note
 from shared.stream import RawNotice
 from shared.timeutil import parse_iso
 from shared.web import ApiError
 
 MAX_EVENT = 1 << 20  # Relay's limit for one event item, after decompression
 MAX_EVENT_ITEMS = 1  # Relay refuses an envelope with a second event item ("duplicate item")
+MAX_ITEMS = 1000  # items of any type per envelope; the gateway stops reading the envelope past either cap
 DRIFT = 55 * 60  # a client clock at least this far off is corrected (Relay's threshold)
 MAX_PAST = 30 * 86400  # timestamps are kept within [now - 30 days, now + 60 s]
 MAX_FUTURE = 60
-MAX_BREADCRUMBS = 100
+MAX_BREADCRUMBS = bounds.MAX_BREADCRUMBS
 UNKNOWN_FUNCTION = "?"  # @sentry/core's name for an anonymous function (Airbrake sends "")
 MAX_FORMATTED = 64 * 1024  # a logentry template whose widths add up to more is kept unformatted
 _FORMAT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0+ -]*(\*|\d*)(?:\.(\*|\d*))?")  # width, precision
@@ -65,7 +69,10 @@ def parse_envelope(raw: bytes) -> Envelope:
     end = len(raw) if end < 0 else end
     env = Envelope(_json_line(raw[:end], "envelope header"))
     pos = end + 1
+    events = 0
     while pos < len(raw):
+        if len(env.items) >= MAX_ITEMS:
+            raise ApiError(400, f"invalid envelope: more than {MAX_ITEMS} items")
         if raw[pos : pos + 1] in (b"\n", b"\r"):  # blank lines between items
             pos += 1
             continue
@@ -85,7 +92,11 @@ def parse_envelope(raw: bytes) -> Envelope:
             end = raw.find(b"\n", pos)
             end = len(raw) if end < 0 else end
             payload, pos = raw[pos:end], end + 1
-        env.items.append(Item(str(headers.get("type") or ""), headers, payload))
+        kind = str(headers.get("type") or "")
+        events += kind == "event"
+        if events > MAX_EVENT_ITEMS:  # counted while splitting: 200,000 event items are never built
+            raise ApiError(400, "invalid envelope: duplicate item: event")
+        env.items.append(Item(kind, headers, payload))
     return env
 
 
@@ -132,12 +143,13 @@ def epoch(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return parse_iso(value)
+        return number if math.isfinite(number) else None  # "nan", "inf": no time at all
     return None
 
 
@@ -173,9 +185,15 @@ def _values(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _recent(value: Any, cap: int, what: str) -> Sequence[Any]:
+    """The last `cap` of Sentry's values (the newest exception, breadcrumb, ...), the cut noted."""
+    return bounds.cut(_values(value), cap, what, newest=True)
+
+
 def _lines(value: Any) -> list[str] | None:
     if not isinstance(value, list):
         return None
+    value = bounds.cut(value, bounds.MAX_CONTEXT_LINES, "frames.context lines")
     return [v if isinstance(v, str) else "" if v is None else str(v) for v in value]
 
 
@@ -213,13 +231,14 @@ def frames(stacktrace: Any) -> list[Frame]:
     raw = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
     if not isinstance(raw, list):
         return []
-    return [to_frame(f) for f in reversed(raw) if isinstance(f, dict)]
+    innermost = bounds.cut(raw, bounds.MAX_FRAMES, "stacktrace.frames", newest=True)
+    return [to_frame(f) for f in reversed(innermost) if isinstance(f, dict)]
 
 
 def exceptions(event: dict[str, Any]) -> list[ExceptionInfo]:
     """exception.values run oldest (the first cause) to newest (the one raised): reversed here."""
     out: list[ExceptionInfo] = []
-    for value in reversed(_values(event.get("exception"))):
+    for value in reversed(_recent(event.get("exception"), bounds.MAX_CHAIN, "exception.values")):
         if not isinstance(value, dict):
             continue
         stack = value.get("stacktrace") or value.get("raw_stacktrace")
@@ -233,7 +252,11 @@ def _thread_stack(event: dict[str, Any]) -> list[Frame]:
     """Where a message was captured, when the client attached a stack (top level or current thread)."""
     if stack := frames(event.get("stacktrace")):
         return stack
-    threads = [t for t in _values(event.get("threads")) if isinstance(t, dict)]
+    threads = [
+        t
+        for t in bounds.cut(_values(event.get("threads")), bounds.MAX_PAIRS, "threads")
+        if isinstance(t, dict)
+    ]
     chosen = [t for t in threads if t.get("crashed") or t.get("current")] or threads[:1]
     return frames(chosen[0].get("stacktrace")) if chosen else []
 
@@ -279,8 +302,12 @@ def log_message(event: dict[str, Any]) -> str | None:
 def _pairs(value: Any) -> list[tuple[str, Any]]:
     """Sentry's maps come as objects or as lists of [key, value] pairs."""
     if isinstance(value, dict):
+        if len(value) > bounds.MAX_PAIRS:
+            bounds.record("request and tag maps", bounds.MAX_PAIRS, len(value))
+            value = dict(list(value.items())[: bounds.MAX_PAIRS])
         return [(str(k), v) for k, v in value.items()]
     if isinstance(value, list):
+        value = bounds.cut(value, bounds.MAX_PAIRS, "request and tag maps")
         return [(str(p[0]), p[1]) for p in value if isinstance(p, list | tuple) and len(p) == 2]
     return []
 
@@ -297,7 +324,10 @@ def request_parts(request: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     params: dict[str, Any] = {}
     if isinstance(query, str):
         cgi["QUERY_STRING"] = query
-        params.update(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+        fields = query.lstrip("?").split("&", bounds.MAX_PAIRS)
+        params.update(
+            parse_qsl("&".join(bounds.cut(fields, bounds.MAX_PAIRS, "query_string")), keep_blank_values=True)
+        )
     else:
         params.update(_pairs(query))
     for name, value in _pairs(request.get("headers")):
@@ -327,9 +357,11 @@ def _context(event: dict[str, Any]) -> dict[str, Any]:
     for key in ("platform", "transaction", "culprit", "dist", "sdk"):
         if event.get(key) not in (None, "", {}):
             context[key] = event[key]
-    crumbs = [b for b in _values(event.get("breadcrumbs")) if isinstance(b, dict)]
+    crumbs = [
+        b for b in _recent(event.get("breadcrumbs"), MAX_BREADCRUMBS, "breadcrumbs") if isinstance(b, dict)
+    ]
     if crumbs:
-        context["breadcrumbs"] = crumbs[-MAX_BREADCRUMBS:]
+        context["breadcrumbs"] = crumbs
     return context
 
 
@@ -362,7 +394,7 @@ def to_notice(
     ):
         if (value := _str(event.get(source))) is not None:
             notice[key] = value  # type: ignore[literal-required]
-    if tags := [f"{k}:{v}" for k, v in _pairs(event.get("tags"))]:
+    if tags := [f"{k}:{v}" for k, v in bounds.cut(_pairs(event.get("tags")), bounds.MAX_TAGS, "tags")]:
         notice["tags"] = tags
     user = event.get("user")
     if isinstance(user, dict) and user:
@@ -384,8 +416,26 @@ def to_notice(
         notice["data"] = extra
     fingerprint = event.get("fingerprint")
     if isinstance(fingerprint, list) and fingerprint:
+        fingerprint = bounds.cut(fingerprint, bounds.MAX_FINGERPRINT, "fingerprint")
         notice["client_fingerprint"] = [str(p) for p in fingerprint]
     return notice
+
+
+def _lenient_event(payload: bytes) -> dict[str, Any]:
+    """An event item as a JSON object; JSON only a lenient reader takes (NaN, 1e400) is read that way,
+    since the envelope was answered 200 before its event was read."""
+    try:
+        return event_object(payload)
+    except ApiError as e:
+        if len(payload) > MAX_EVENT:
+            raise
+        try:
+            value = bounds.lenient_json(payload)
+        except ValueError:
+            raise e from None
+        if not isinstance(value, dict):
+            raise
+        return value
 
 
 def decode(entry: RawNotice) -> list[Decoded]:
@@ -404,12 +454,16 @@ def decode(entry: RawNotice) -> list[Decoded]:
     reasons = []
     for payload in payloads:
         try:
-            event = event_object(payload)
+            event = _lenient_event(payload)
             eid = event_id(event, facts.get("event_id") if not out else None)
         except ApiError as e:
             reasons.append(str(e))
             continue
-        out.append((to_notice(event, eid, now=now, sent_at=sent_at, client_ip=client_ip), payload))
+        with bounds.noting() as cuts:
+            notice = to_notice(event, eid, now=now, sent_at=sent_at, client_ip=client_ip)
+        for text in cuts:
+            note(notice, text)
+        out.append((notice, payload))
     if not out:
         raise Undecodable("; ".join(reasons) or "envelope holds no event item")
     return out
