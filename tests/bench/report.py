@@ -10,9 +10,12 @@ from typing import Any
 from tests.bench.config import Config
 
 FINDINGS = Path(__file__).with_name("findings.md")
+# Goals of the thin-gateway issue: ratios to ceilings measured in the same run (machines here differ
+# by 1.7x from day to day), plus one absolute figure for batched ingest.
 GOAL_GATEWAY_RATIO = 0.7
-GOAL_WORKER = 20_000
-GOAL_E2E_SINGLE = 5_000
+GOAL_GATEWAY_RATIO_EXCEPTIONER = 0.5
+GOAL_WORKER_RATIO = 0.8
+GOAL_E2E_SINGLE_RATIO = 0.5
 GOAL_E2E_BATCH = 20_000
 GOAL_LAG_P99_MS = 1_000
 GOAL_GATEWAY_RSS = 100
@@ -70,22 +73,33 @@ def goals(R: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     for name, runs in g.items():
         if name not in SPECIAL:
             rate = med(runs, "notices_per_s")
+            # Exceptioner answers with the error id, so its gateway still parses and fingerprints.
+            want = GOAL_GATEWAY_RATIO_EXCEPTIONER if name == "exceptioner" else GOAL_GATEWAY_RATIO
             add(
-                f"Gateway {name} ≥ {GOAL_GATEWAY_RATIO} × ceiling",
+                f"Gateway {name} ≥ {want} × ceiling",
                 f"{n(rate)}/s",
                 f"ceiling {n(ceiling)}/s, ratio {ratio(rate, ceiling)}",
                 rate,
-                rate >= GOAL_GATEWAY_RATIO * ceiling,
+                rate >= want * ceiling,
             )
     for k in (1, 2):
         per = med(W.get(f"drain{k}"), "per_worker")
+        write = med(W.get(f"ceiling{k}"), "notices_per_s") / k
         add(
-            f"Workers ≥ {GOAL_WORKER:,}/s per process ({k} running)",
+            f"Workers ≥ {GOAL_WORKER_RATIO} × write_batch ceiling per process ({k} running)",
             f"{n(per)}/s per process",
-            f"write_batch ceiling {f(W.get(f'ceiling{k}'), 'notices_per_s')}/s",
+            f"write_batch ceiling {n(write)}/s per connection, ratio {ratio(per, write)}",
             per,
-            per >= GOAL_WORKER,
+            per >= GOAL_WORKER_RATIO * write,
         )
+    one, two = med(W.get("drain1"), "per_worker"), 2 * med(W.get("drain2"), "per_worker")
+    add(
+        "Two workers drain faster than one",
+        f"{n(two)}/s with 2",
+        f"{n(one)}/s with 1",
+        two,
+        two > one,
+    )
     commits = med(W.get("drain1"), "pg_commits_per_1000")
     calls = med(W.get("drain1"), "redis_calls_per_1000")
     add(
@@ -95,18 +109,23 @@ def goals(R: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         commits,
         commits < 50 and calls < 50,
     )
-    for key, goal, label in (
-        ("single", GOAL_E2E_SINGLE, "single-notice"),
-        ("batch", GOAL_E2E_BATCH, "batched"),
-    ):
-        stored = med(E.get(key), "stored_per_s")
-        add(
-            f"End to end, {label}: ≥ {goal:,} stored/s",
-            f"{n(stored)}/s",
-            "see End to end",
-            stored,
-            stored >= goal,
-        )
+    stored = med(E.get("single"), "stored_per_s")
+    add(
+        f"End to end, single notices: ≥ {GOAL_E2E_SINGLE_RATIO} × bare-aiohttp ceiling",
+        f"{n(stored)}/s",
+        f"ceiling {n(ceiling)}/s, ratio {ratio(stored, ceiling)}",
+        stored,
+        stored >= GOAL_E2E_SINGLE_RATIO * ceiling,
+    )
+    stored = med(E.get("batch"), "stored_per_s")
+    write2 = med(W.get("ceiling2"), "notices_per_s")
+    add(
+        f"End to end, arrays of 50: ≥ {GOAL_E2E_BATCH:,} stored/s and ≥ {GOAL_WORKER_RATIO} × write_batch ceiling",
+        f"{n(stored)}/s",
+        f"write_batch ceiling (2 connections) {n(write2)}/s, ratio {ratio(stored, write2)}",
+        stored,
+        stored >= GOAL_E2E_BATCH and stored >= GOAL_WORKER_RATIO * write2,
+    )
     p99 = med(E.get("lag_half"), "p99_ms")
     add(
         f"Lag p99 < {GOAL_LAG_P99_MS:,} ms at half the max load",
