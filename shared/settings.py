@@ -55,6 +55,8 @@ class Settings:
     """Every knob of every service. Unset URLs mean: start embedded servers under data_dir."""
 
     database_url: str | None = None
+    # The query service's reads (a streaming replica); None: the primary. Writes always go to database_url.
+    query_database_url: str | None = None
     redis_url: str | None = None
     data_dir: pathlib.Path = pathlib.Path(".faultline")
     host: str = "127.0.0.1"
@@ -93,8 +95,14 @@ class Settings:
         prefix = e.get("FAULTLINE_STREAM_PREFIX") or d.stream_prefix
         if not prefix.replace("_", "").replace("-", "").replace(":", "").isalnum():
             raise SettingsError(f"FAULTLINE_STREAM_PREFIX={prefix!r} may hold only letters, digits, - _ :")
+        query_database_url = _url(e, "FAULTLINE_QUERY_DATABASE_URL", ("postgres", "postgresql"))
+        if query_database_url and not e.get("FAULTLINE_DATABASE_URL"):
+            raise SettingsError(
+                "FAULTLINE_QUERY_DATABASE_URL is set but FAULTLINE_DATABASE_URL (its primary) is not"
+            )
         return cls(
             database_url=_url(e, "FAULTLINE_DATABASE_URL", ("postgres", "postgresql")),
+            query_database_url=query_database_url,
             redis_url=_url(e, "FAULTLINE_REDIS_URL", ("redis", "rediss", "unix")),
             data_dir=pathlib.Path(e.get("FAULTLINE_DATA_DIR") or ".faultline"),
             host=e.get("FAULTLINE_HOST") or d.host,
@@ -145,4 +153,6 @@ class Settings:
             env["FAULTLINE_DATABASE_URL"] = self.database_url
         if self.redis_url:
             env["FAULTLINE_REDIS_URL"] = self.redis_url
+        if self.query_database_url:
+            env["FAULTLINE_QUERY_DATABASE_URL"] = self.query_database_url
         return env

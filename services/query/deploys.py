@@ -11,6 +11,7 @@ from services.query.auth import holds_credential, request_credential, require_us
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
+from services.query.reads import read_conn
 from services.query.state import KEYS, POOL
 from shared.keys import Credential
 from shared.web import ApiError, json_response, validation_failed
@@ -24,7 +25,7 @@ async def list_deploys(request: web.Request) -> web.Response:
     project_id = int_param(request, "project_id", None)
     environment = text_param(request, "environment")
     where = "($1::int IS NULL OR project_id = $1) AND ($2::text IS NULL OR environment = $2)"
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM deploys WHERE {where}"
             " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
@@ -46,7 +47,7 @@ async def list_deploys(request: web.Request) -> web.Response:
 async def get_deploy(request: web.Request) -> web.Response:
     require_user(request)
     deploy_id = path_int(request, "id", "Deploy")
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         row = await conn.fetchrow(f"SELECT {COLUMNS} FROM deploys WHERE id = $1", deploy_id)
     if row is None:
         raise not_found("Deploy")

@@ -13,6 +13,7 @@ from services.query.auth import require_user
 from services.query.filters import error_filters, in_time_range
 from services.query.json_body import json_hash
 from services.query.pagination import Page, invalid
+from services.query.reads import read_conn
 from services.query.state import POOL
 from shared.ids import uuid7_ms
 from shared.timeutil import UTC
@@ -49,7 +50,7 @@ async def list_errors(request: web.Request) -> web.Response:
     page = Page.from_request(request)
     where, order = error_filters(request)
     n = len(where.args)
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         rows = await conn.fetch(
             f"SELECT {ERROR_COLUMNS} FROM errors WHERE {where.sql()}"
             f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
@@ -83,7 +84,7 @@ async def _error_detail(conn: Any, error_id: int) -> dict[str, Any]:
 async def get_error(request: web.Request) -> web.Response:
     require_user(request)
     error_id = path_int(request, "id", "Error")
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         return json_response(await _error_detail(conn, error_id))
 
 
@@ -128,7 +129,7 @@ async def list_notices(request: web.Request) -> web.Response:
     error_id = path_int(request, "error_id", "Error")
     cursor = _cursor(request.query.get("cursor"))
     page = Page.from_request(request, keyset=cursor is not None)
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         total = await conn.fetchval("SELECT stored_count FROM errors WHERE id = $1", error_id)
         if total is None:
             raise not_found("Error")
@@ -175,7 +176,7 @@ async def get_notice(request: web.Request) -> web.Response:
     require_user(request)
     error_id = path_int(request, "error_id", "Error")
     nid, received = notice_key(request.match_info["id"])
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         row = await conn.fetchrow(
             f"SELECT {NOTICE_COLUMNS}, body FROM notices"
             " WHERE id = $1 AND received_at = $2 AND error_id = $3",

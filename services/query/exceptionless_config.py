@@ -15,6 +15,7 @@ from aiohttp import web
 
 from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
+from services.query.reads import read_conn
 from services.query.state import POOL, SETTINGS
 from shared.web import ApiError, json_response, read_body
 
@@ -60,7 +61,7 @@ def config_value(raw: bytes) -> str:
 async def get_config(request: web.Request) -> web.Response:
     require_user(request)
     pid = _project_id(request)
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         row = await conn.fetchrow("SELECT config, config_version FROM projects WHERE id = $1", pid)
     if row is None:
         raise not_found("Project")

@@ -18,7 +18,8 @@ from aiohttp import web
 from services.query import serialize
 from services.query.auth import require_user
 from services.query.errors import ERROR_COLUMNS, NOTICE_COLUMNS, not_found
-from services.query.state import POOL, SETTINGS
+from services.query.reads import read_conn
+from services.query.state import SETTINGS
 from shared.timeutil import iso
 from shared.web import json_response
 
@@ -115,7 +116,7 @@ def payload(row: Mapping[str, Any]) -> dict[str, Any]:
 async def redirect(request: web.Request) -> web.Response:
     """404 until the notice is stored, then 301 to its page (CrashLog's `/locate/:location_id`)."""
     location_id = location_key(request.match_info["location_id"])
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         found = await conn.fetchval("SELECT true FROM notices WHERE location_id = $1 LIMIT 1", location_id)
     if not found:
         raise not_found("Notice")
@@ -127,7 +128,7 @@ async def api_locate(request: web.Request) -> web.Response:
     """The notice as `{"payload": ...}` plus its error and ids; user-scoped tokens only."""
     require_user(request)
     location_id = location_key(request.match_info["location_id"])
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         row = await find_notice(conn, location_id)
         if row is None:
             raise not_found("Notice")

@@ -351,7 +351,12 @@ SCHEMAS: dict[str, Schema] = {
         {"version": INT, "settings": {"type": "object", "additionalProperties": STR}}, ["version", "settings"]
     ),
     "Readiness": obj(
-        {"status": {"type": "string", "enum": ["ready", "unavailable"]}, "redis": STR, "postgres": STR},
+        {
+            "status": {"type": "string", "enum": ["ready", "unavailable"]},
+            "redis": STR,
+            "postgres": STR,
+            "postgres_replica": STR,  # only when FAULTLINE_QUERY_DATABASE_URL names a replica
+        },
         ["status", "redis", "postgres"],
     ),
 }

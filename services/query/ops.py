@@ -10,7 +10,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from services.query import openapi
-from services.query.state import POOL, SETTINGS
+from services.query.state import POOL, READ_POOL, SETTINGS
 from shared.db import ping
 from shared.web import METRICS, json_response
 
@@ -29,8 +29,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when PostgreSQL answers: every read and write is there. Redis is reported, not required."""
+    """200 when PostgreSQL answers: every read and write is there. Redis and a replica are reported, not
+    required (reads go to the primary while the replica is down)."""
     checks = {"postgres": await ping(request.app[POOL])}
+    if request.app[READ_POOL] is not request.app[POOL]:
+        checks["postgres_replica"] = await ping(request.app[READ_POOL])
     client = request.app.get(REDIS)
     if client is None:
         checks["redis"] = "down: not configured"

@@ -20,8 +20,9 @@ from aiohttp import web
 
 from services.query.auth import require_user
 from services.query.locate import find_error, find_notice, location_key, notice_path
+from services.query.reads import read_conn
 from services.query.serialize import frame_line
-from services.query.state import KEYS, POOL, SETTINGS
+from services.query.state import KEYS, SETTINGS
 from shared.frames import mark_in_app
 from shared.model import Frame
 from shared.timeutil import iso
@@ -233,7 +234,7 @@ async def notice_page(request: web.Request) -> web.Response:
         location_id = None
     row = err = None
     if location_id is not None:
-        async with request.app[POOL].acquire() as conn:
+        async with read_conn(request) as conn:
             row = await find_notice(conn, location_id)
             if row is not None:
                 err = await find_error(conn, row["error_id"])

@@ -10,6 +10,7 @@ from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import PROJECTS_PER_PAGE, Page
+from services.query.reads import read_conn
 from services.query.state import POOL
 from shared import keys
 from shared.timeutil import iso
@@ -70,7 +71,7 @@ def project_json(row: Any) -> dict[str, Any]:
 async def list_projects(request: web.Request) -> web.Response:
     require_user(request)
     page = Page.from_request(request, default=PROJECTS_PER_PAGE, maximum=PROJECTS_PER_PAGE)
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM projects ORDER BY id LIMIT $1 OFFSET $2", page.per_page, page.offset
         )
@@ -81,7 +82,7 @@ async def list_projects(request: web.Request) -> web.Response:
 async def get_project(request: web.Request) -> web.Response:
     require_user(request)
     pid = path_int(request, "id", "Project")
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         row = await conn.fetchrow(f"SELECT {COLUMNS} FROM projects WHERE id = $1", pid)
     if row is None:
         raise not_found("Project")

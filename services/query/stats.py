@@ -10,7 +10,7 @@ from services.query.auth import require_user
 from services.query.errors import not_found, path_int
 from services.query.filters import time_param
 from services.query.pagination import PROJECTS_PER_PAGE, Page, int_param, invalid
-from services.query.state import POOL
+from services.query.reads import read_conn
 from shared.timeutil import UTC, iso
 from shared.web import json_response
 
@@ -34,7 +34,7 @@ async def error_stats(request: web.Request) -> web.Response:
     if since > until or (until - since) / INTERVALS[interval] > MAX_BUCKETS:
         raise invalid("Query", "since")
     step = INTERVALS[interval]
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         if not await conn.fetchval("SELECT true FROM errors WHERE id = $1", error_id):
             raise not_found("Error")
         rows = await conn.fetch(
@@ -70,7 +70,7 @@ async def totals(request: web.Request) -> web.Response:
     require_user(request)
     project_id = int_param(request, "project_id", None)
     page = Page.from_request(request, default=PROJECTS_PER_PAGE, maximum=PROJECTS_PER_PAGE)
-    async with request.app[POOL].acquire() as conn:
+    async with read_conn(request) as conn:
         # One page of projects first, so the per-project sums run for those rows only.
         rows = await conn.fetch(
             """
