@@ -242,5 +242,10 @@ def parse_line(line: str) -> Frame:
     """
     if isinstance(line, str) and len(line) <= _CACHEABLE_LINE:
         f = _parse_cached(line)[1]
-        return {**f, **{k: list(f[k]) for k in ("pre_context", "post_context") if k in f}}  # type: ignore[return-value,misc]
+        out = f.copy()
+        if "pre_context" in f:
+            out["pre_context"] = list(f["pre_context"])
+        if "post_context" in f:
+            out["post_context"] = list(f["post_context"])
+        return out
     return parse_kind(line)[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,7 +295,7 @@ class DeadLetter:
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes, bytes]) -> DeadLetter:
+    def from_fields(cls, fields: Mapping[Any, Any]) -> DeadLetter:
         def text(name: bytes) -> str | None:
             value = fields.get(name)
             return value.decode("utf-8", "replace") if isinstance(value, bytes) else None

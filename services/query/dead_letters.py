@@ -112,7 +112,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
                 entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 scanned += 1
                 last_seen = entry_id
-                letter = DeadLetter.from_fields(fields)
+                letter = DeadLetter.from_fields(fields or {})
                 if project_id is not None and letter.project_id != project_id:
                     continue
                 if protocol is not None and letter.protocol != protocol:
