@@ -51,7 +51,10 @@ DEFAULT_FIELDS = frozenset(
 # Credential names too short or too common to match as parts of other names, or as object keys
 # (`{"key": "value"}` is data): sensitive as a whole parameter name in URLs and query strings only
 # (`?key=<client key>`, the way the gateway's own clients send it; `monkey=` and `cache_key=` are not).
+# As an object key they are sensitive only over an opaque token (a parsed query string's {"key": "<client
+# key>"}; {"key": "Enter"} stays).
 URL_NAMES = frozenset({"key", "auth", "sid", "pass", "dsn"})
+_OPAQUE = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,}")
 TRUNCATED = "[Truncated]"
 MAX_DEPTH = 100  # deeper than this, a value is replaced by TRUNCATED (the serializer stops at 255)
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -63,6 +66,7 @@ _CARD_HINT = re.compile(r"\d{13,19}|\d{4}[ -]\d{4,6}[ -]\d{4,5}")
 # name=value in URLs, query strings, cookies and log lines; user:password@ in URLs.
 _PARAM = re.compile(r"(?P<name>[^\s&?#;=/\"'<>,]+)=(?P<value>[^&#;\s\"'<>,]*)")
 _USERINFO = re.compile(r"(?<=://)(?P<user>[^/\s:@\"']*):(?P<password>[^/\s@\"']+)@")
+_HEADER = re.compile(r"\s*(?P<name>[\w.\-]{1,64})\s*:\s*(?P<value>\S.*)", re.DOTALL)  # "Cookie: a=b", a tag
 _RAW_HINTS = (b"\\u", b"key=", b"://")  # escaped names, credentials in URLs, user:password@
 _DIGITS = bytes(48 if 48 <= i <= 57 else 32 if i in (32, 45) else 120 for i in range(256))  # 0, space, x
 _RAW_SHAPES = (b"0" * 13, b"0000 0000", b"0000 000000 0000")
@@ -148,6 +152,13 @@ def scrub_text(text: str, fields: frozenset[str] = DEFAULT_FIELDS) -> str:
     lines) and URL passwords replaced."""
     if len(text) >= 13 and _CARD_HINT.search(text) and _CARD.search(text):
         text = _CARD.sub(_card_sub, text)
+    if (
+        ":" in text
+        and (m := _HEADER.fullmatch(text))
+        and m["value"] != FILTERED
+        and sensitive(m["name"], fields)
+    ):
+        return f"{m['name']}: {FILTERED}"  # a header line or a `name:value` tag under a sensitive name
     if "=" in text:
         text = _PARAM.sub(_param_sub(fields), text)
     if "://" in text and "@" in text:
@@ -159,7 +170,7 @@ def scrub_text(text: str, fields: frozenset[str] = DEFAULT_FIELDS) -> str:
 
 def _scalar(value: Any, fields: frozenset[str]) -> Any:
     if isinstance(value, str):
-        return scrub_text(value, fields) if len(value) >= 13 or "=" in value else value
+        return scrub_text(value, fields) if len(value) >= 13 or "=" in value or ":" in value else value
     if type(value) is int and not -(10**12) < value < 10**12:
         if not -(1 << 63) <= value < 1 << 63:
             return None  # no serializer or bigint column takes it
@@ -176,6 +187,10 @@ def scrub(value: Any, fields: frozenset[str] = DEFAULT_FIELDS, depth: int = 0) -
         out: dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and sensitive(k, fields) and v not in (None, ""):
+                out[k] = FILTERED
+            elif (
+                isinstance(v, str) and isinstance(k, str) and k.lower() in URL_NAMES and _OPAQUE.fullmatch(v)
+            ):
                 out[k] = FILTERED
             elif isinstance(v, dict | list):
                 out[k] = scrub(v, fields, depth + 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +19,11 @@ from shared.keys import KeyCache, prefetch
 from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.stream import Publisher, ensure_group
-from shared.web import METRICS, error_middleware
+from shared.web import DATABASE_UNAVAILABLE, METRICS, error_middleware
+
+logger = logging.getLogger(__name__)
+STARTUP_WAIT = 60.0  # seconds a gateway waits for PostgreSQL's keys at start-up, then exits (status 3)
+ATTEMPT_TIMEOUT = 5.0  # one connect-and-load attempt; a server that accepts and never answers costs this
 
 
 async def _background(*coros: object) -> AsyncIterator[None]:
@@ -50,14 +56,37 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     assert s.database_url
-    pool = await create_pool(s.database_url, min_size=1, max_size=3)  # one holds the key cache's LISTEN
-    cache = KeyCache(pool, s.key_refresh)
-    await cache.reload()
+    pool, cache = await _first_keys(s.database_url, s.key_refresh)
     app[KEYS] = cache
     app[POOL] = pool
     async for _ in _background(cache.run()):
         yield
     await asyncio.wait_for(pool.close(), 5)
+
+
+async def _first_keys(dsn: str, refresh: float, wait: float = STARTUP_WAIT) -> tuple[Any, KeyCache]:
+    """The pool and a loaded key cache; while PostgreSQL is unavailable, retried with a log line, and
+    past `wait` seconds the process exits non-zero so its supervisor restarts it (never a silent hang)."""
+    deadline = time.monotonic() + wait
+    delay = 0.5
+    while True:
+        pool = None
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT):
+                pool = await create_pool(dsn, min_size=1, max_size=3)  # one holds the key cache's LISTEN
+                cache = KeyCache(pool, refresh)
+                await cache.reload()
+            return pool, cache
+        except (*DATABASE_UNAVAILABLE, OSError) as e:
+            if pool is not None:
+                pool.terminate()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                logger.error("keys not loaded: PostgreSQL unavailable for %.0fs (%r); exiting", wait, e)
+                raise SystemExit(3) from e
+            logger.warning("keys not loaded: PostgreSQL unavailable (%r); retrying for %.0fs more", e, left)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
 
 
 def create_app(settings: Settings) -> web.Application:

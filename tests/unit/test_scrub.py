@@ -49,3 +49,26 @@ def test_project_settings_extend_or_disable():
 def test_short_names_match_whole_words_only():
     out = scrub({"className": "Foo", "ssn": "123-45-6789", "user_ssn": "x", "cwd": "/app", "pwd": "p"})
     assert out == {"className": "Foo", "ssn": FILTERED, "user_ssn": FILTERED, "cwd": "/app", "pwd": FILTERED}
+
+
+def test_ids_that_pass_luhn_stay_but_integer_cards_and_pairs_go():
+    out = scrub({"id": 4111111111111111, "thread_id": "4111111111111111", "threadId": 4111111111111111})
+    assert out == {"id": 4111111111111111, "thread_id": "4111111111111111", "threadId": 4111111111111111}
+    assert scrub({"amount": 5555555555554444})["amount"] == FILTERED
+    assert scrub({"at_ms": 1700000000003, "at_us": 1700000000000008})["at_ms"] == 1700000000003  # times stay
+    assert scrub([["Authorization", "Bearer x"], ["Accept", "*/*"]]) == [["Authorization", FILTERED], ["Accept", "*/*"]]
+
+
+def test_secrets_inside_urls_query_strings_and_header_lines():
+    assert scrub("https://h/p?api_key=abc&page=2") == f"https://h/p?api_key={FILTERED}&page=2"
+    assert scrub("/x?key=0123456789abcdef0123&sentry_key=k") == f"/x?key={FILTERED}&sentry_key={FILTERED}"
+    assert scrub("postgres://app:s3cret@db/x") == f"postgres://app:{FILTERED}@db/x"
+    assert scrub("Cookie: sessionid=abc") == f"Cookie: {FILTERED}" and scrub("monkey=1&cache=2") == "monkey=1&cache=2"
+    assert scrub({"key": "value", "q": {"key": "0123456789abcdef0123"}}) == {"key": "value", "q": {"key": FILTERED}}
+
+
+def test_escaped_names_and_depth_in_the_raw_payload():
+    raw = b'{"pass\\u0077ord": "hunter2", "x": "ok"}'
+    assert orjson.loads(scrub_raw(raw)) == {"password": FILTERED, "x": "ok"}
+    deep = b'{"k":' * 400 + b'"password=x"' + b"}" * 400
+    assert b"password=x" not in scrub_raw(deep) and b"[Truncated]" in scrub_raw(deep)
