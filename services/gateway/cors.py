@@ -12,6 +12,7 @@ Only the routes given to `install` get any of this; the query service gets none.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -52,7 +53,10 @@ CORS_PATHS = web.AppKey("cors_paths", frozenset)
 
 
 def _paths(routes: Iterable[web.AbstractRouteDef]) -> frozenset[str]:
-    return frozenset(r.path for r in routes if isinstance(r, web.RouteDef))
+    """The routes' paths as their resources' `canonical` spells them (`{id:\\d+}` -> `{id}`)."""
+    return frozenset(
+        re.sub(r"\{(\w+):.*?\}(?=/|$)", r"{\1}", r.path) for r in routes if isinstance(r, web.RouteDef)
+    )
 
 
 async def _methods(request: web.Request) -> set[str]:
