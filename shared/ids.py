@@ -8,6 +8,34 @@ import time
 import uuid
 
 _MASK_53 = (1 << 53) - 1
+_POOL_BYTES = 4096
+
+
+class _Entropy:
+    """os.urandom read 4 KiB at a time: one syscall per ~250 ids instead of one or two per id
+    (the gateway minted two ids per request at ~7 us, a tenth of its own time per request)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._pid = os.getpid()
+
+    def take(self, n: int) -> int:
+        if self._pos + n > len(self._buf) or self._pid != os.getpid():  # a forked child reads its own
+            self._buf, self._pos, self._pid = os.urandom(_POOL_BYTES), 0, os.getpid()
+        start = self._pos
+        self._pos += n
+        return int.from_bytes(self._buf[start : self._pos], "big")
+
+
+_entropy = _Entropy()
+
+
+def location_id() -> str:
+    """A fresh random UUIDv4 as text (what /locate looks notices up by)."""
+    value = _entropy.take(16) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _last_ms = 0
@@ -27,7 +55,7 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
         ms = now
     elif abs(ms - now) > _MAX_STEP_BACK_MS:
         # A caller's explicit, distant time (imports, tests): outside the process's sequence.
-        return _make(ms, int.from_bytes(os.urandom(2), "big") & 0xFFF)
+        return _make(ms, _entropy.take(2) & 0xFFF)
     if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
         ms = _last_ms
         _seq += 1
@@ -36,7 +64,7 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
             _seq = 0
     else:
         _last_ms = ms
-        _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF  # random start, headroom to count up
+        _seq = _entropy.take(2) & 0x3FF  # random start, headroom to count up
     return _make(ms, _seq)
 
 
@@ -45,8 +73,13 @@ _NTH_SHIFT = 62 - NTH_BITS
 MAX_NTH = (1 << NTH_BITS) - 1
 
 
+def _text(value: int) -> str:
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _make(ms: int, seq: int) -> uuid.UUID:
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << _NTH_SHIFT) - 1)
+    rand_b = _entropy.take(8) & ((1 << _NTH_SHIFT) - 1)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
     return uuid.UUID(int=value)
 

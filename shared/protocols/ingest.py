@@ -8,7 +8,6 @@ gateway's wiring and the worker can import a protocol module for its decoder alo
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -36,7 +35,7 @@ class Ids:
     @classmethod
     def new(cls) -> Ids:
         now_ms = time.time_ns() // 1_000_000
-        return cls(str(ids.uuid7(now_ms)), str(uuid.uuid4()), now_ms / 1000)
+        return cls(str(ids.uuid7(now_ms)), ids.location_id(), now_ms / 1000)
 
 
 def authenticate(request: web.Request, key: str | None = None) -> Project:
@@ -119,7 +118,9 @@ async def queue(
         else None
     )
     try:
-        stream_ids = await request.app[PUBLISHER].publish([stream.encode(e) for e in entries], once, counted)
+        stream_ids = await request.app[PUBLISHER].publish(
+            [stream.encode(e) for e in entries], once, counted, project_id=project.id
+        )
     except RateLimited as e:
         raise rate_limited(e.limit, e.retry_after) from e
     except QueueUnavailable as e:
