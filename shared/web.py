@@ -299,10 +299,22 @@ class _Inflater:
 
 
 SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br")
+BODY_TIMEOUT = 30.0  # seconds a client gets to send a whole body (a slow upload holds a connection)
 
 
 async def read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
-    """The request body, decompressed, within both caps (413 above them, 415 for unknown codings)."""
+    """The request body, decompressed, within both caps (413 above them, 415 for unknown codings) and
+    within BODY_TIMEOUT seconds (408 after it)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await _read_body(request, max_body, max_decompressed)
+    except TimeoutError:
+        raise ApiError(
+            408, f"Request body not received within {BODY_TIMEOUT:g} seconds", headers={"Connection": "close"}
+        ) from None
+
+
+async def _read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding not in SUPPORTED_ENCODINGS:
         raise ApiError(415, f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or br")

@@ -80,6 +80,20 @@ WHERE id = $1 RETURNING (SELECT c FROM cnt)
 """
 
 
+# User descriptions whose notice never came (or is gone) within the project's retention: orphans.
+_PRUNE_DESCRIPTIONS = """
+WITH victims AS (
+    SELECT d.project_id, d.reference_id
+    FROM user_descriptions d JOIN unnest($1::int[], $2::timestamptz[]) AS r(pid, cutoff) ON r.pid = d.project_id
+    WHERE d.created_at < r.cutoff
+      AND NOT EXISTS (SELECT 1 FROM notices n WHERE n.project_id = d.project_id AND n.reference_id = d.reference_id)
+    LIMIT $3
+)
+DELETE FROM user_descriptions u USING victims v
+WHERE u.project_id = v.project_id AND u.reference_id = v.reference_id
+"""
+
+
 async def run(conn: Conn, now: dt.datetime | None = None) -> dict[str, Any]:
     """One maintenance pass; returns what it did. Skips when another worker holds the lock."""
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
@@ -104,6 +118,14 @@ async def run(conn: Conn, now: dt.datetime | None = None) -> dict[str, Any]:
                 deleted += n
                 if n < DELETE_BATCH:
                     break
+        pids = list(retention)
+        cutoffs = [now - dt.timedelta(days=retention[p]) for p in pids]
+        orphans = 0
+        for _ in range(100):  # bounded: at most 500,000 a pass
+            n = int((await conn.execute(_PRUNE_DESCRIPTIONS, pids, cutoffs, DELETE_BATCH)).rsplit(" ", 1)[1])
+            orphans += n
+            if n < DELETE_BATCH:
+                break
         cut_hours = await conn.execute(
             "DELETE FROM error_hourly WHERE hour < $1", now - dt.timedelta(days=longest)
         )
@@ -124,6 +146,7 @@ async def run(conn: Conn, now: dt.datetime | None = None) -> dict[str, Any]:
             "partitions_made": made,
             "partitions_dropped": dropped,
             "expired_notices": deleted,
+            "orphan_descriptions": orphans,
             "capped_notices": capped,
             "expired_hours": int(cut_hours.rsplit(" ", 1)[1]),
         }

@@ -264,7 +264,9 @@ def header_key(request: web.Request) -> str | None:
 async def notify(request: web.Request) -> web.Response:
     key = header_key(request)
     project = authenticate(request, key) if key else None  # refuse bad keys before reading the body
-    raw = await body(request)
+    # Without a key in the query or headers, the body is read unauthenticated: no more than FAULTLINE_MAX_BODY
+    # of it, decompressed too (a 10 MiB inflation only for a known key).
+    raw = await body(request) if project is not None else await body(request, request.app[SETTINGS].max_body)
     if project is None:  # the key may be a form field or sit beside the payload: judge nothing before it
         project = authenticate(request, credential_from_params(body_fields(raw, request.content_type)) or "")
     sub = read_submission(raw, request.content_type)
