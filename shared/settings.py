@@ -66,7 +66,9 @@ class Settings:
     workers: int = 2
     gateway_processes: int = 1  # gateway children of `faultline up`, sharing the port (SO_REUSEPORT)
     # Not in the contract; operators' knobs with sensible defaults.
-    stream_prefix: str = "faultline"  # stream keys: {prefix}:notices, {prefix}:dead
+    stream_prefix: str = "faultline"  # stream keys: {prefix}:notices:{tag}, {prefix}:dead:{tag}
+    stream_shards: int = 16  # stream keys with hash tags, each its own group and dead-letter stream
+    ack: str = "memory"  # what a 2xx waits for: memory, fsync (WAITAOF), replica (WAIT); see README
     max_body: int = 1 << 20  # bytes on the wire
     max_decompressed: int = 10 << 20  # bytes after gzip/deflate/br
     backlog_limit: int = 500_000  # stream entries not yet written before the gateway sheds load
@@ -80,10 +82,12 @@ class Settings:
 
     @property
     def notices_stream(self) -> str:
+        """The single stream key before sharding: workers drain it as one more (legacy) shard."""
         return f"{self.stream_prefix}:notices"
 
     @property
     def dead_stream(self) -> str:
+        """The legacy shard's dead-letter stream (each shard has its own: shared.stream.Layout)."""
         return f"{self.stream_prefix}:dead"
 
     @classmethod
@@ -100,10 +104,15 @@ class Settings:
             raise SettingsError(
                 "FAULTLINE_QUERY_DATABASE_URL is set but FAULTLINE_DATABASE_URL (its primary) is not"
             )
+        redis_url = _url(e, "FAULTLINE_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster"))
+        # Embedded servers (no URL) keep an AOF: there a 2xx waits for its fsync unless told otherwise.
+        ack = e.get("FAULTLINE_ACK") or ("memory" if redis_url else "fsync")
+        if ack not in ("memory", "fsync", "replica"):
+            raise SettingsError(f"FAULTLINE_ACK={ack!r} is not one of memory, fsync, replica")
         return cls(
             database_url=_url(e, "FAULTLINE_DATABASE_URL", ("postgres", "postgresql")),
             query_database_url=query_database_url,
-            redis_url=_url(e, "FAULTLINE_REDIS_URL", ("redis", "rediss", "unix")),
+            redis_url=redis_url,
             data_dir=pathlib.Path(e.get("FAULTLINE_DATA_DIR") or ".faultline"),
             host=e.get("FAULTLINE_HOST") or d.host,
             gateway_port=_int(e, "FAULTLINE_GATEWAY_PORT", 8000, 0, 65535),
@@ -112,6 +121,8 @@ class Settings:
             workers=_int(e, "FAULTLINE_WORKERS", 2, 0, 256),
             gateway_processes=_int(e, "FAULTLINE_GATEWAY_PROCESSES", 1, 1, 64),
             stream_prefix=prefix,
+            stream_shards=_int(e, "FAULTLINE_STREAM_SHARDS", d.stream_shards, 1, 1024),
+            ack=ack,
             max_body=_int(e, "FAULTLINE_MAX_BODY", d.max_body, 1024),
             max_decompressed=_int(e, "FAULTLINE_MAX_DECOMPRESSED", d.max_decompressed, 1024),
             backlog_limit=_int(e, "FAULTLINE_BACKLOG_LIMIT", d.backlog_limit, 1),
@@ -139,6 +150,8 @@ class Settings:
             "FAULTLINE_WORKERS": str(self.workers),
             "FAULTLINE_GATEWAY_PROCESSES": str(self.gateway_processes),
             "FAULTLINE_STREAM_PREFIX": self.stream_prefix,
+            "FAULTLINE_STREAM_SHARDS": str(self.stream_shards),
+            "FAULTLINE_ACK": self.ack,
             "FAULTLINE_MAX_BODY": str(self.max_body),
             "FAULTLINE_MAX_DECOMPRESSED": str(self.max_decompressed),
             "FAULTLINE_BACKLOG_LIMIT": str(self.backlog_limit),

@@ -14,14 +14,18 @@ A request is answered only after Redis acknowledged its entries, so a 2xx always
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from shared.model import Notice
 
@@ -38,26 +42,123 @@ DEPLOY = "deploy"
 MAX_PER_CALL = 2000  # entries per script call: bounds how long one call holds the Redis server
 ONCE_TTL = 3600  # seconds a once-key is remembered (Sentry event ids: SDK retries come within minutes)
 RATE_WINDOW_MS = 60_000
+CLUSTER_SCHEME = "redis+cluster"
 
 
 def notices_stream(prefix: str) -> str:
+    """The single stream key of releases before sharding: still drained (`Layout.legacy`)."""
     return f"{prefix}:notices"
 
 
 def dead_stream(prefix: str) -> str:
+    """The single dead-letter stream of releases before sharding (the legacy shard's letters)."""
     return f"{prefix}:dead"
 
 
 def once_key(prefix: str, project_id: int, event_id: str) -> str:
+    """A Sentry event id's claim, by name; the publisher places it in its shard's slot (`Shard.place`)."""
     return f"{prefix}:sentry-seen:{project_id}:{event_id}"
 
 
 def rate_key(prefix: str, project_id: int, now_ms: int) -> str:
+    """A project's counter for one minute window, by name; placed in the project's shard's slot."""
     return f"{prefix}:rl:{project_id}:{now_ms // RATE_WINDOW_MS}"
 
 
 def workers_key(prefix: str, name: str = "*") -> str:
     return f"{prefix}:workers:{name}"
+
+
+# ---- shards --------------------------------------------------------------------------------------
+
+SLOTS = 16384
+LEGACY = "legacy"
+
+
+@functools.cache
+def shard_tag(index: int, count: int) -> str:
+    """The hash tag of shard `index` of `count`: its slot lies in the index-th of `count` equal slot
+    ranges, so shards spread over a cluster's masters as evenly as the count allows (small integer
+    tags do not: `{0}`..`{7}` land 2/4/2 on three masters)."""
+    for k in range(100_000):
+        tag = str(index) if k == 0 else f"{index}.{k}"
+        if key_slot(tag.encode()) * count // SLOTS == index:
+            return tag
+    raise AssertionError(f"no tag for shard {index} of {count}")  # pragma: no cover - cannot happen
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One stream key with its consumer group and dead-letter stream, in one hash slot."""
+
+    name: str  # "0".."n-1", or "legacy" for the pre-sharding key
+    stream: str
+    dead: str
+    tag: str | None  # None: the legacy key, which has no hash tag
+
+    def place(self, key: str) -> str:
+        """`key` (a once-key or a rate counter) put in this shard's slot, so one script may touch it."""
+        if self.tag is None:
+            return key
+        return f"{key.replace('{', '(').replace('}', ')')}:{{{self.tag}}}"
+
+    def entry_id(self, raw: bytes) -> bytes:
+        """A stream id made unique across shards (ids of two streams may be equal)."""
+        return raw if self.tag is None else b"%s@%s" % (raw, self.name.encode())
+
+
+class Layout:
+    """Every stream key of a deployment: `count` shards plus the legacy single key."""
+
+    def __init__(self, prefix: str, count: int) -> None:
+        self.prefix = prefix
+        self.count = count
+        self.shards = [
+            Shard(str(i), f"{prefix}:notices:{{{t}}}", f"{prefix}:dead:{{{t}}}", t)
+            for i, t in ((i, shard_tag(i, count)) for i in range(count))
+        ]
+        self.legacy = Shard(LEGACY, notices_stream(prefix), dead_stream(prefix), None)
+        self._by_name = {s.name.encode(): s for s in [*self.shards, self.legacy]}
+
+    @property
+    def every(self) -> list[Shard]:
+        """The shards and the legacy key: what workers read, trim and reclaim."""
+        return [*self.shards, self.legacy]
+
+    def for_project(self, project_id: int) -> Shard:
+        """Project-affine: a project's notices, once-keys and rate counter share one shard (README)."""
+        return self.shards[project_id % self.count]
+
+    def split(self, entry_id: bytes) -> tuple[Shard, bytes]:
+        """The shard an entry id (`Shard.entry_id`) came from and its id in that stream."""
+        raw, _, name = entry_id.rpartition(b"@")
+        if not raw:
+            return self.legacy, entry_id
+        return self._by_name[name], raw
+
+    def by_shard(self, entry_ids: Iterable[bytes]) -> dict[Shard, list[bytes]]:
+        out: dict[Shard, list[bytes]] = {}
+        for entry_id in entry_ids:
+            shard, raw = self.split(entry_id)
+            out.setdefault(shard, []).append(raw)
+        return out
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    """A client for `redis://…` (one server) or `redis+cluster://host:port,host:port` (a cluster)."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        nodes = [ClusterNode(*_host_port(n)) for n in url.split("://", 1)[1].split("/")[0].split(",") if n]
+        return RedisCluster(startup_nodes=nodes, **kwargs)
+    return aioredis.Redis.from_url(url, **kwargs)
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return (host or node).strip("[]"), int(port or 6379)
+
+
+def is_cluster(redis: Any) -> bool:
+    return isinstance(redis, RedisCluster)
 
 
 # ---- entries -----------------------------------------------------------------------------------
@@ -314,21 +415,22 @@ class DeadLetter:
 
 # ---- queueing ------------------------------------------------------------------------------------
 
-# KEYS[1]: the stream. ARGV[1]: seconds a once-key lives, ARGV[2]: the rate window in ms. Then per
-# request: its rate-limit key ('' for none), its limit, its entry count m, then per entry its
-# once-key ('' for none), its field count n and n field/value pairs. A request whose count would
-# pass its limit queues nothing ('R <ms left in the window>'); an entry whose once-key exists is not
-# added ('-' in its place). Claim, count and XADD happen together, so a failed call claims and
-# counts nothing. Returns one string per request: its entry ids joined by single spaces.
-# (Once-keys and counters are not in KEYS: fine on one Redis node; a cluster needs them in the
-# stream's slot.)
+# KEYS[1]: the shard's stream, then every once-key and rate counter the call touches (all in the
+# stream's hash slot: `Shard.place`). ARGV[1]: seconds a once-key lives, ARGV[2]: the rate window in
+# ms. Then per request: the KEYS index of its rate counter (0 for none), its limit, its entry count
+# m, then per entry the KEYS index of its once-key (0 for none), its field count n and n field/value
+# pairs. A request whose count would pass its limit queues nothing ('R <ms left in the window>'); an
+# entry whose once-key exists is not added ('-' in its place). Claim, count and XADD happen
+# together, so a failed call claims and counts nothing. Returns one string per request: its entry
+# ids joined by single spaces.
 _QUEUE = """
 local ttl, window, out, i, argc = ARGV[1], ARGV[2], {}, 3, #ARGV
 while i <= argc do
-    local rl, limit, m = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local rk, limit, m = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     i = i + 3
     local refused = nil
-    if rl ~= '' then
+    if rk > 0 then
+        local rl = KEYS[rk]
         local n = redis.call('INCRBY', rl, m)
         if n == m then redis.call('PEXPIRE', rl, window) end
         if n > limit then
@@ -338,9 +440,9 @@ while i <= argc do
     end
     local ids = {}
     for k = 1, m do
-        local once, n = ARGV[i], tonumber(ARGV[i + 1])
+        local once, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
         if refused == nil then
-            if once == '' or redis.call('SET', once, '1', 'NX', 'EX', ttl) then
+            if once == 0 or redis.call('SET', KEYS[once], '1', 'NX', 'EX', ttl) then
                 ids[k] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + 2 * n))
             else
                 ids[k] = '-'
@@ -378,13 +480,18 @@ class Limit:
 
 @dataclass(slots=True)
 class _Pending:
+    shard: Shard
     entries: list[dict[bytes, bytes]]
     once: list[str]
     limit: Limit | None
     future: asyncio.Future[list[bytes]]
 
 
-async def ensure_group(redis: aioredis.Redis, stream: str) -> None:
+def _group_of(g: dict[Any, Any]) -> bool:
+    return g["name"] in (GROUP, GROUP.encode())
+
+
+async def ensure_group(redis: Any, stream: str) -> None:
     """Create the consumer group (and the stream) so no entry is ever without a reader."""
     try:
         await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -393,31 +500,72 @@ async def ensure_group(redis: aioredis.Redis, stream: str) -> None:
             raise
 
 
-async def backlog(redis: aioredis.Redis, stream: str) -> int:
-    """Entries not yet written: undelivered (lag) + delivered but unacknowledged (pending)."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:
-        return 0  # no stream yet: nothing queued
-    group = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
-    if group is None:
-        return int(await redis.xlen(stream))
-    lag = group.get("lag")
-    if lag is None:  # Redis < 7 or an inconsistent lag: count conservatively
-        lag = await redis.xlen(stream)
-    return int(lag) + int(group.get("pending") or 0)
+async def ensure_groups(redis: Any, streams: Iterable[str]) -> None:
+    """`ensure_group` for several streams in one round trip (one per node in a cluster)."""
+    pipe = redis.pipeline(transaction=False)
+    for key in streams:
+        pipe.xgroup_create(key, GROUP, id="0", mkstream=True)
+    for reply in await pipe.execute(raise_on_error=False):
+        if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+            raise reply
+
+
+async def group_infos(redis: Any, streams: list[str]) -> list[dict[Any, Any] | None]:
+    """Each stream's group (XINFO GROUPS) in one round trip; None where the stream or group is missing."""
+    pipe = redis.pipeline(transaction=False)
+    for key in streams:
+        pipe.xinfo_groups(key)
+    out: list[dict[Any, Any] | None] = []
+    for reply in await pipe.execute(raise_on_error=False):
+        if isinstance(reply, ResponseError):
+            out.append(None)  # no such stream yet: nothing queued there
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            out.append(next((g for g in reply if _group_of(g)), None))
+    return out
+
+
+async def backlog(redis: Any, layout: Layout) -> int:
+    """Entries not yet written, over every shard: undelivered (lag) + delivered but unacknowledged."""
+    keys = [s.stream for s in layout.every]
+    total = 0
+    for key, group in zip(keys, await group_infos(redis, keys), strict=True):
+        if group is None:
+            continue
+        lag = group.get("lag")
+        if lag is None:  # Redis < 7 or an inconsistent lag: count conservatively
+            lag = await redis.xlen(key)
+        total += int(lag) + int(group.get("pending") or 0)
+    return total
+
+
+# ---- acknowledgement modes -------------------------------------------------------------------------
+
+MEMORY, FSYNC, REPLICA = "memory", "fsync", "replica"
+ACK_MODES = (MEMORY, FSYNC, REPLICA)
+ACK_TIMEOUT_MS = 2000  # WAITAOF / WAIT: longer than this and the request is answered 503
 
 
 class Publisher:
-    """Coalesces queueing across concurrent requests and tracks the backlog the workers have not written."""
+    """Coalesces queueing across concurrent requests and tracks the backlog the workers have not written.
 
-    def __init__(self, redis: aioredis.Redis, stream: str, backlog_limit: int) -> None:
+    One flush sends every shard's script call to its server in one pipeline; with `ack` fsync or
+    replica the same pipeline ends in WAITAOF / WAIT, which must run on the connection that wrote.
+    """
+
+    def __init__(self, redis: Any, layout: Layout, backlog_limit: int, ack: str = MEMORY) -> None:
         self._redis = redis
-        self._stream = stream
+        self.layout = layout
         self._limit = backlog_limit
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
-        self._queue = redis.register_script(_QUEUE)
+        self._queue = redis.register_script(_QUEUE) if not is_cluster(redis) else None
+        self._sha = _sha1(_QUEUE)
+        self.ack = ack
+        self.fsync = ack in (FSYNC, REPLICA)  # cleared by check_ack() where the server cannot
+        self._nodes: dict[tuple[str, int], aioredis.Redis] = {}
+        self._refresh = False
         self.backlog = 0
         self.published = 0
 
@@ -425,16 +573,64 @@ class Publisher:
     def overloaded(self) -> bool:
         return self.backlog >= self._limit
 
+    async def check_ack(self) -> str | None:
+        """Probe what `ack` needs (WAITAOF with AOF on, or replicas); a warning for start-up, or None."""
+        if self.ack == MEMORY:
+            return None
+        problems = []
+        for client in await self._servers():
+            try:
+                await client.execute_command("WAITAOF", 1, 0, ACK_TIMEOUT_MS)
+            except ResponseError as e:
+                self.fsync = False
+                problems.append(f"WAITAOF refused ({e}): an answer cannot wait for the entry to be on disk")
+            if self.ack == REPLICA:
+                info = await client.info("replication")
+                if int(info.get("connected_slaves", 0)) < 1:
+                    problems.append("the server has no connected replica: every request will answer 503")
+        if not problems:
+            return None
+        return f"FAULTLINE_ACK={self.ack}: " + "; ".join(dict.fromkeys(problems))
+
+    async def _servers(self) -> list[Any]:
+        if not is_cluster(self._redis):
+            return [self._redis]
+        await self._redis.initialize()
+        return [self._node(s) for s in {self._node_key(s): s for s in self.layout.shards}.values()]
+
+    def _node_key(self, shard: Shard) -> tuple[str, int]:
+        node = self._redis.get_node_from_key(shard.stream)
+        return node.host, int(node.port)
+
+    def _node(self, shard: Shard) -> aioredis.Redis:
+        """A plain client to the master holding `shard`: WAITAOF must follow the script on its connection."""
+        key = self._node_key(shard)
+        client = self._nodes.get(key)
+        if client is None:
+            client = aioredis.Redis(host=key[0], port=key[1], socket_timeout=5, socket_connect_timeout=5)
+            self._nodes[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._nodes.values():
+            await client.aclose()
+
     async def publish(
-        self, entries: list[dict[bytes, bytes]], once: list[str] | None = None, limit: Limit | None = None
+        self,
+        entries: list[dict[bytes, bytes]],
+        once: list[str] | None = None,
+        limit: Limit | None = None,
+        project_id: int = 0,
     ) -> list[bytes]:
-        """Queue one request's entries; their stream ids once Redis has them (`DUPLICATE` for an entry
-        whose once-key was seen in the last hour, which is then not queued). Raises RateLimited when
-        the request would pass `limit`, QueueUnavailable when Redis cannot take it."""
+        """Queue one request's entries in the project's shard; their stream ids once Redis has them
+        (`DUPLICATE` for an entry whose once-key was seen in the last hour, which is then not queued).
+        Raises RateLimited when the request would pass `limit`, QueueUnavailable when Redis cannot
+        take it (or, in fsync/replica mode, cannot promise it within ACK_TIMEOUT_MS)."""
         if self.overloaded:
             raise QueueUnavailable(f"Backlog of {self.backlog} notices is over the limit; retry later")
         fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(entries, once or [""] * len(entries), limit, fut))
+        shard = self.layout.for_project(project_id)
+        self._pending.append(_Pending(shard, entries, once or [""] * len(entries), limit, fut))
         self._wake.set()
         return await fut
 
@@ -446,58 +642,163 @@ class Publisher:
             if batch:
                 await self._flush(batch)
 
-    def _calls(self, batch: list[_Pending]) -> list[tuple[list[_Pending], list[Any]]]:
-        calls: list[tuple[list[_Pending], list[Any]]] = []
+    def _calls(
+        self, shard: Shard, batch: list[_Pending]
+    ) -> list[tuple[list[_Pending], list[Any], list[Any]]]:
+        calls: list[tuple[list[_Pending], list[Any], list[Any]]] = []
+        keys: list[Any] = [shard.stream]
+        slots: dict[str, int] = {}
+
+        def slot(key: str) -> int:  # the KEYS index of a once-key or counter (1-based, as in Lua)
+            if not key:
+                return 0
+            placed = shard.place(key)
+            if placed not in slots:
+                keys.append(placed)
+                slots[placed] = len(keys)
+            return slots[placed]
+
         args: list[Any] = [ONCE_TTL, RATE_WINDOW_MS]
         members: list[_Pending] = []
         count = 0
         for p in batch:
-            args += (p.limit.key, p.limit.limit) if p.limit else ("", 0)
+            args += (slot(p.limit.key), p.limit.limit) if p.limit else (0, 0)
             args.append(len(p.entries))
             for fields, key in zip(p.entries, p.once, strict=True):
-                args += (key, len(fields))
+                args += (slot(key), len(fields))
                 for name, value in fields.items():
                     args += (name, value)
             members.append(p)
             count += len(p.entries)
             if count >= MAX_PER_CALL:
-                calls.append((members, args))
-                args, members, count = [ONCE_TTL, RATE_WINDOW_MS], [], 0
+                calls.append((members, keys, args))
+                keys, slots, args, members, count = [shard.stream], {}, [ONCE_TTL, RATE_WINDOW_MS], [], 0
         if members:
-            calls.append((members, args))
+            calls.append((members, keys, args))
         return calls
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        for members, args in self._calls(batch):
+        by_shard: dict[Shard, list[_Pending]] = {}
+        for p in batch:
+            by_shard.setdefault(p.shard, []).append(p)
+        if not is_cluster(self._redis):
+            calls = [c for shard, members in by_shard.items() for c in self._calls(shard, members)]
+            if len(calls) == 1 and not self.fsync and self.ack == MEMORY and self._queue is not None:
+                await self._send_one(*calls[0])  # today's single round trip, no pipeline overhead
+            else:
+                await self._send(self._redis, calls)
+            return
+        if self._refresh:
+            self._refresh = False
             try:
-                replies = await self._queue(keys=[self._stream], args=args)
+                await self._redis.nodes_manager.initialize()
             except (RedisError, OSError) as e:
-                logger.warning("queueing failed requests=%d error=%r", len(members), e)
-                for p in members:
-                    if not p.future.done():
-                        p.future.set_exception(QueueUnavailable("Queue unavailable; retry later"))
+                logger.warning("cluster topology refresh failed error=%r", e)
+        per_node: dict[tuple[str, int], list[tuple[list[_Pending], list[Any], list[Any]]]] = {}
+        clients: dict[tuple[str, int], aioredis.Redis] = {}
+        for shard, members in by_shard.items():
+            try:
+                key = self._node_key(shard)
+                clients[key] = self._node(shard)
+            except (RedisError, OSError) as e:
+                self._fail(members, e)
                 continue
-            for p, reply in zip(members, replies, strict=True):
-                reply = reply if isinstance(reply, bytes) else str(reply).encode()
-                if reply.startswith(b"R "):
-                    assert p.limit is not None
-                    ms = int(reply[2:] or 0)
-                    exc = RateLimited(p.limit.limit, max(1, -(-ms // 1000)))
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            per_node.setdefault(key, []).extend(self._calls(shard, members))
+        await asyncio.gather(*(self._send(clients[k], calls) for k, calls in per_node.items()))
+
+    def _fail(self, members: list[_Pending], error: BaseException) -> None:
+        logger.warning("queueing failed requests=%d error=%r", len(members), error)
+        self._refresh = True
+        for p in members:
+            if not p.future.done():
+                p.future.set_exception(QueueUnavailable("Queue unavailable; retry later"))
+
+    async def _send_one(self, members: list[_Pending], keys: list[Any], args: list[Any]) -> None:
+        assert self._queue is not None
+        try:
+            replies = await self._queue(keys=keys, args=args)
+        except (RedisError, OSError) as e:
+            self._fail(members, e)
+            return
+        self._settle(members, replies)
+
+    async def _send(self, client: Any, calls: list[tuple[list[_Pending], list[Any], list[Any]]]) -> None:
+        """Every call in one pipeline on one connection, then WAITAOF / WAIT there for all of them."""
+        members = [p for m, _, _ in calls for p in m]
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for _, keys, args in calls:
+                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            if self.fsync:
+                pipe.execute_command("WAITAOF", 1, 0, ACK_TIMEOUT_MS)
+            if self.ack == REPLICA:
+                pipe.execute_command("WAIT", 1, ACK_TIMEOUT_MS)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as e:
+                self._fail(members, e)
+                return
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies[: len(calls)]):
+                if any(not isinstance(r, NoScriptError) for r in replies[: len(calls)]):
+                    pass  # some calls ran: fall through, the NOSCRIPT ones fail below and are retried by clients
+                else:
+                    await client.script_load(_QUEUE)  # a restarted or new server: load, send again
                     continue
-                ids = reply.split(b" ") if reply else []
-                added = len(ids) - ids.count(DUPLICATE)
-                self.published += added
-                self.backlog += added
+            break
+        promised = self._promised(replies[len(calls) :])
+        for (call_members, _, _), reply in zip(calls, replies, strict=False):
+            if isinstance(reply, Exception):
+                self._fail(call_members, reply)
+            elif promised is not None:
+                self.published += sum(len(p.entries) for p in call_members)  # queued, not promised
+                self._fail(call_members, promised)
+            else:
+                self._settle(call_members, reply)
+
+    def _promised(self, acks: list[Any]) -> Exception | None:
+        """None when WAITAOF / WAIT confirmed the pipeline's writes, else why not."""
+        k = 0
+        if self.fsync:
+            reply = acks[k]
+            k += 1
+            if isinstance(reply, Exception) or not reply or int(reply[0]) < 1:
+                return QueueUnavailable(
+                    f"WAITAOF did not confirm an fsync within {ACK_TIMEOUT_MS} ms: {reply!r}"
+                )
+        if self.ack == REPLICA:
+            reply = acks[k]
+            if isinstance(reply, Exception) or int(reply) < 1:
+                return QueueUnavailable(
+                    f"WAIT saw no replica acknowledge within {ACK_TIMEOUT_MS} ms: {reply!r}"
+                )
+        return None
+
+    def _settle(self, members: list[_Pending], replies: list[Any]) -> None:
+        for p, reply in zip(members, replies, strict=True):
+            reply = reply if isinstance(reply, bytes) else str(reply).encode()
+            if reply.startswith(b"R "):
+                assert p.limit is not None
+                ms = int(reply[2:] or 0)
+                exc = RateLimited(p.limit.limit, max(1, -(-ms // 1000)))
                 if not p.future.done():
-                    p.future.set_result(ids)
+                    p.future.set_exception(exc)
+                continue
+            ids = reply.split(b" ") if reply else []
+            added = len(ids) - ids.count(DUPLICATE)
+            self.published += added
+            self.backlog += added
+            if not p.future.done():
+                p.future.set_result(ids)
 
     async def watch_backlog(self, interval: float = 0.5) -> None:
-        """Keep `backlog` = entries undelivered + delivered but unacknowledged."""
+        """Keep `backlog` = entries undelivered + delivered but unacknowledged, summed over shards."""
         while True:
             try:
-                self.backlog = await backlog(self._redis, self._stream)
+                self.backlog = await backlog(self._redis, self.layout)
             except (RedisError, OSError) as e:
                 logger.debug("backlog check failed error=%r", e)
             await asyncio.sleep(interval)
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - the script's name, as Redis computes it

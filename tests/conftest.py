@@ -22,6 +22,7 @@ from services.worker import store
 from services.worker.consumer import Consumer
 from shared import db, keys
 from shared.settings import Settings
+from tests.streams import every_key
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -117,7 +118,7 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     assert settings.redis_url
     r = aioredis.Redis.from_url(settings.redis_url)
     yield r
-    await r.delete(settings.notices_stream, settings.dead_stream)
+    await r.delete(*every_key(settings))
     await r.aclose()
 
 

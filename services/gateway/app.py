@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.gateway import cors, deploys, ops, routes
@@ -18,7 +17,7 @@ from shared.db import create_pool
 from shared.keys import KeyCache, prefetch
 from shared.metrics import Metrics
 from shared.settings import Settings
-from shared.stream import Publisher, ensure_group
+from shared.stream import Layout, Publisher, connect, ensure_groups
 from shared.web import DATABASE_UNAVAILABLE, METRICS, error_middleware
 
 logger = logging.getLogger(__name__)
@@ -39,17 +38,22 @@ async def _background(*coros: object) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     assert s.redis_url
-    client = aioredis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = connect(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
     app[REDIS] = client
+    layout = Layout(s.stream_prefix, s.stream_shards)
+    publisher = Publisher(client, layout, s.backlog_limit, s.ack)
     try:
-        await ensure_group(client, s.notices_stream)
+        await ensure_groups(client, [shard.stream for shard in layout.shards])
+        warning = await publisher.check_ack()
     except Exception:
         await client.aclose()
         raise
-    publisher = Publisher(client, s.notices_stream, s.backlog_limit)
+    if warning:
+        logger.warning("%s", warning)
     app[PUBLISHER] = publisher
     async for _ in _background(publisher.run(), publisher.watch_backlog()):
         yield
+    await publisher.aclose()
     await client.aclose()
 
 

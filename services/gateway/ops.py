@@ -11,7 +11,7 @@ from redis.exceptions import RedisError, ResponseError
 from services.gateway import openapi
 from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import ping
-from shared.stream import GROUP
+from shared.stream import group_infos
 from shared.web import METRICS, json_response
 
 WORKER_FIELDS = {
@@ -50,13 +50,20 @@ async def metrics(request: web.Request) -> web.Response:
     m.set("stream_backlog", request.app[PUBLISHER].backlog)
     m.set("stream_backlog_limit", s.backlog_limit)
     try:
-        groups = await redis.xinfo_groups(s.notices_stream)
-        for g in groups:
-            if g["name"] in (GROUP, GROUP.encode()):
-                m.set("stream_consumer_lag", int(g.get("lag") or 0))
-                m.set("stream_pending", int(g.get("pending") or 0))
-        m.set("stream_length", await redis.xlen(s.notices_stream))
-        m.set("dead_letter_length", await redis.xlen(s.dead_stream))
+        # Summed over the shards and the legacy key: one pipeline (one round trip per node).
+        layout = request.app[PUBLISHER].layout
+        shards = layout.every
+        groups = await group_infos(redis, [shard.stream for shard in shards])
+        m.set("stream_consumer_lag", sum(int(g.get("lag") or 0) for g in groups if g))
+        m.set("stream_pending", sum(int(g.get("pending") or 0) for g in groups if g))
+        pipe = redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.xlen(shard.stream)
+            pipe.xlen(shard.dead)
+        lengths = [int(n) for n in await pipe.execute()]
+        m.set("stream_length", sum(lengths[0::2]))
+        m.set("dead_letter_length", sum(lengths[1::2]))
+        m.set("stream_shards", len(layout.shards))
         workers: dict[str, dict[Any, Any]] = {}
         async for key in redis.scan_iter(match=f"{s.stream_prefix}:workers:*", count=100):
             workers[key.decode().rsplit(":", 1)[-1]] = await redis.hgetall(key)
@@ -86,10 +93,11 @@ def describe(m) -> None:  # type: ignore[no-untyped-def]
     m.describe(
         "stream_backlog_limit", "gauge", "FAULTLINE_BACKLOG_LIMIT: above this backlog ingest answers 503"
     )
-    m.describe("stream_consumer_lag", "gauge", "Entries not yet delivered to any worker")
-    m.describe("stream_pending", "gauge", "Entries delivered but not acknowledged")
-    m.describe("stream_length", "gauge", "Entries in the notices stream")
-    m.describe("dead_letter_length", "gauge", "Entries in the dead-letter stream")
+    m.describe("stream_consumer_lag", "gauge", "Entries not yet delivered to any worker (all shards)")
+    m.describe("stream_pending", "gauge", "Entries delivered but not acknowledged (all shards)")
+    m.describe("stream_length", "gauge", "Entries in the notices streams (all shards)")
+    m.describe("dead_letter_length", "gauge", "Entries in the dead-letter streams (all shards)")
+    m.describe("stream_shards", "gauge", "FAULTLINE_STREAM_SHARDS: notices stream keys")
     for metric, kind, help_text in WORKER_FIELDS.values():
         m.describe(metric, kind, help_text)
 

@@ -1,6 +1,6 @@
 """`GET /v1/dead-letters`: what the workers refused after the gateway answered 2xx, newest first.
 
-Read from the dead-letter stream in Redis (the workers keep each refused entry's facts and its body
+Read from every shard's dead-letter stream in Redis, merged newest first (the workers keep each refused entry's facts and its body
 scrubbed as a stored notice would be). Paged with a keyset cursor (`before`, a stream id); a filtered
 page scans a bounded number of entries, so a rare project's letters cost at most SCAN entries a page.
 """
@@ -21,7 +21,7 @@ from services.query.ops import REDIS
 from services.query.pagination import int_param, invalid, text_param
 from services.query.state import SETTINGS
 from shared import ids
-from shared.stream import DeadLetter
+from shared.stream import DeadLetter, Layout
 from shared.timeutil import UTC, iso
 from shared.web import ApiError, json_response
 
@@ -40,6 +40,23 @@ def _stream_id(raw: str) -> bool:
         return False
     ms, seq = (int(part) for part in raw.split("-"))
     return ms <= _U64 and seq <= _U64 and (ms, seq) != (0, 0)
+
+
+async def _newest(client: Any, streams: list[str], cursor: str, count: int) -> list[tuple[str, Any]]:
+    """The `count` newest letters below `cursor` over every shard's dead-letter stream, newest first
+    (one pipeline). Stream ids are times, so they order letters across shards; two letters of two
+    shards with the very same id would straddle a page boundary only by that tie."""
+    pipe = client.pipeline(transaction=False)
+    for key in streams:
+        pipe.xrevrange(key, max=cursor, min="-", count=count)
+    merged: list[tuple[tuple[int, int], str, Any]] = []
+    for chunk in await pipe.execute():
+        for raw_id, fields in chunk:
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            ms, _, seq = entry_id.partition("-")
+            merged.append(((int(ms), int(seq or 0)), entry_id, fields))
+    merged.sort(key=lambda m: m[0], reverse=True)
+    return [(entry_id, fields) for _, entry_id, fields in merged[:count]]
 
 
 def _unavailable() -> ApiError:
@@ -97,19 +114,21 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     client = request.app.get(REDIS)
     if client is None:
         raise _unavailable()
-    stream = request.app[SETTINGS].dead_stream
+    s = request.app[SETTINGS]
+    streams = [shard.dead for shard in Layout(s.stream_prefix, s.stream_shards).every]
+    filtered = project_id is not None or protocol is not None
     out: list[dict[str, Any]] = []
     scanned = 0
     cursor = f"({before}" if before else "+"
     last_seen: str | None = None
     try:
         while len(out) < per_page and scanned < SCAN:
-            chunk = await client.xrevrange(stream, max=cursor, min="-", count=min(500, SCAN - scanned))
+            count = min(500 if filtered else per_page - len(out), SCAN - scanned)
+            chunk = await _newest(client, streams, cursor, count)
             if not chunk:
                 last_seen = None
                 break
-            for raw_id, fields in chunk:
-                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            for entry_id, fields in chunk:
                 scanned += 1
                 last_seen = entry_id
                 letter = DeadLetter.from_fields(fields or {})

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from services.query import openapi
 from services.query.state import POOL, READ_POOL, SETTINGS
 from shared.db import ping
+from shared.stream import connect
 from shared.web import METRICS, json_response
 
 REDIS = web.AppKey("redis", aioredis.Redis)
@@ -20,7 +21,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """A client used only to report readiness; reads never touch Redis."""
     url = app[SETTINGS].redis_url
-    client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) if url else None
+    client = connect(url, socket_timeout=2, socket_connect_timeout=2) if url else None
     if client is not None:
         app[REDIS] = client
     yield

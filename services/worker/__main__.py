@@ -7,11 +7,9 @@ import contextlib
 import logging
 import signal
 
-import redis.asyncio as aioredis
-
 from services.worker import health, store
 from services.worker.consumer import Consumer
-from shared import db
+from shared import db, stream
 from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
 
 logger = logging.getLogger(__name__)
@@ -29,18 +27,30 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    redis = stream.connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     # Batches and maintenance take one connection each; the heartbeat's ping must not wait behind them.
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=3, init=_init)
     consumer = Consumer(settings, redis, pool)
-    logger.info("worker started consumer=%s stream=%s", consumer.name, settings.notices_stream)
+    logger.info(
+        "worker started consumer=%s shards=%d cluster=%s",
+        consumer.name,
+        settings.stream_shards,
+        stream.is_cluster(redis),
+    )
     task = asyncio.create_task(consumer.run(stop))
     stopping = asyncio.create_task(stop.wait())
     beat = None
     if settings.health_file is not None:
         beat = asyncio.create_task(
             health.heartbeat(
-                settings.health_file, consumer.name, settings.notices_stream, redis, pool, task, stop
+                # Shard 0 is named in every read: its group sees this consumer's activity.
+                settings.health_file,
+                consumer.name,
+                consumer.layout.shards[0].stream,
+                redis,
+                pool,
+                task,
+                stop,
             )
         )
     try:

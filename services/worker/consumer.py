@@ -47,6 +47,12 @@ class Consumer:
     ) -> None:
         self.s = settings
         self.redis = redis
+        self.layout = stream.Layout(settings.stream_prefix, settings.stream_shards)
+        self.cluster = stream.is_cluster(redis)
+        # The pre-sharding key: on one server it costs only a name in the same XREADGROUP, so it is
+        # always read; in a cluster (its own slot, its own call) only while it holds entries.
+        self._legacy = not self.cluster
+        self._active = len(self.layout.every)  # shards that returned entries in the last read
         self.pool = pool
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stored = 0
@@ -64,10 +70,16 @@ class Consumer:
         )
 
     async def setup(self) -> None:
-        await ensure_group(self.redis, self.s.notices_stream)
+        await stream.ensure_groups(self.redis, [shard.stream for shard in self.layout.shards])
+        await self.check_legacy()
         async with self.pool.acquire() as conn:
             await ensure_partitions(conn)
         await self.load_projects()
+
+    async def setup_groups(self) -> None:
+        """Groups again after a NOGROUP (a Redis restarted without its data, a key deleted)."""
+        await stream.ensure_groups(self.redis, [shard.stream for shard in self.layout.shards])
+        await self.check_legacy()
 
     async def load_projects(self) -> None:
         """Per-project settings the worker applies (scrubbing); refreshed with the other chores."""
@@ -96,27 +108,89 @@ class Consumer:
             self._rules[project_id] = rules
         return rules
 
+    async def check_legacy(self) -> None:
+        """Ensure the legacy key's group where it exists (id 0: an old gateway's entries all drain);
+        in a cluster, read it only while it holds entries."""
+        key = self.layout.legacy.stream
+        if self.cluster:
+            self._legacy = bool(await self.redis.exists(key)) and await self._legacy_left(key) > 0
+            if self._legacy:
+                await ensure_group(self.redis, key)
+        else:
+            await ensure_group(self.redis, key)
+
+    async def _legacy_left(self, key: str) -> int:
+        (group,) = await stream.group_infos(self.redis, [key])
+        if group is None or group.get("lag") is None:
+            return int(await self.redis.xlen(key)) + int(group.get("pending") or 0 if group else 0)
+        return int(group["lag"]) + int(group.get("pending") or 0)
+
+    @property
+    def shards(self) -> list[stream.Shard]:
+        """The shards this worker reads: all of them (and the legacy key while it matters)."""
+        return self.layout.every if self._legacy else self.layout.shards
+
     async def read(self, block_ms: int | None = None) -> list[Entry]:
-        """The next batch: this consumer's own pending entries first (after a failure), else new ones."""
-        entries: list[Entry] = []
+        """The next batch from every shard: this consumer's own pending entries first (after a
+        failure), else new ones. Entry ids carry their shard (`Shard.entry_id`)."""
+        shards = self.shards
         count = max(1, int(self.s.batch_size / self.per_entry))
+        # COUNT is per stream: spread the batch over the shards that had entries last time.
+        per_key = max(1, count // max(1, min(self._active, len(shards))))
+        entries: list[Entry] = []
         if self._own_pending:
-            resp: Any = await self.redis.xreadgroup(GROUP, self.name, {self.s.notices_stream: "0"}, count=count)
-            entries = resp[0][1] if resp else []
+            entries = await self._xread(shards, "0", per_key, None)
             self._own_pending = bool(entries)
         if not entries:
-            resp = await self.redis.xreadgroup(
-                GROUP,
-                self.name,
-                {self.s.notices_stream: ">"},
-                count=count,
-                block=block_ms,
-            )
-            entries = resp[0][1] if resp else []
+            entries = await self._xread(shards, ">", per_key, None if self.cluster else block_ms)
+            if not entries and self.cluster and block_ms is not None:
+                entries = await self._xread(shards, ">", per_key, block_ms)
         gone = [i for i, f in entries if not f]  # trimmed while pending
         if gone:
-            await self.redis.xack(self.s.notices_stream, GROUP, *gone)
+            await self._ack(gone)
         return [(i, f) for i, f in entries if f]
+
+    async def _xread(
+        self, shards: list[stream.Shard], since: str, count: int, block: int | None
+    ) -> list[Entry]:
+        """One XREADGROUP naming every shard on one server; in a cluster one per shard (each its own
+        slot), concurrently."""
+        if not self.cluster:
+            resp: Any = await self.redis.xreadgroup(
+                GROUP, self.name, {s.stream: since for s in shards}, count=count, block=block
+            )
+            replies = [resp or []]
+        else:
+            replies = await asyncio.gather(
+                *(
+                    self.redis.xreadgroup(GROUP, self.name, {s.stream: since}, count=count, block=block)
+                    for s in shards
+                )
+            )
+        by_key = {s.stream.encode(): s for s in shards}
+        out: list[Entry] = []
+        active = 0
+        for resp in replies:
+            for key, items in resp or []:
+                shard = by_key[key if isinstance(key, bytes) else key.encode()]
+                if items:
+                    active += 1
+                out += [(shard.entry_id(i), f) for i, f in items]
+        if since == ">" and (out or block is not None):
+            self._active = max(1, active)
+        return out
+
+    async def _ack(self, entry_ids: list[bytes]) -> None:
+        """XACK entries of any shards: one round trip (one per node in a cluster)."""
+        by_shard = self.layout.by_shard(entry_ids)
+        if len(by_shard) == 1:
+            ((shard, ids),) = by_shard.items()
+            await self.redis.xack(shard.stream, GROUP, *ids)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for shard, ids in by_shard.items():
+            pipe.xack(shard.stream, GROUP, *ids)
+        await pipe.execute()
 
     async def decode(self, entries: list[Entry]) -> pipeline.Batch:
         """The pure step in slices, yielding between them so a write in flight keeps moving."""
@@ -157,20 +231,24 @@ class Consumer:
         size = self.s.batch_size
         for k in range(0, len(batch.rows), size):  # one transaction per batch_size rows
             dead += await self._write(batch.rows[k : k + size], batch.row_entries[k : k + size])
-        if batch.rows or batch.descriptions:  # after the notices: a description meets its notice in either order
+        if (
+            batch.rows or batch.descriptions
+        ):  # after the notices: a description meets its notice in either order
             refused = await descriptions.apply(self.pool, batch.descriptions, batch.rows, dict(entries))
             dead += [(entry_id, reason) for entry_id, _, reason in refused]
         if dead:
             await self._dead_letter(dead, batch.decoded)
         if batch.uncounted:
             await self._count(batch.uncounted)
-        await self.redis.xack(self.s.notices_stream, GROUP, *[eid for eid, _ in entries])
+        await self._ack([eid for eid, _ in entries])
 
     async def _count(self, uncounted: dict[tuple[int, int], int]) -> None:
         """Count the notices of multi-notice bodies against their project's limit (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         for (project_id, ms), n in uncounted.items():
-            key = stream.rate_key(self.s.stream_prefix, project_id, ms)
+            key = self.layout.for_project(project_id).place(
+                stream.rate_key(self.s.stream_prefix, project_id, ms)
+            )
             pipe.incrby(key, n)
             pipe.pexpire(key, stream.RATE_WINDOW_MS, nx=True)
         await pipe.execute()
@@ -239,53 +317,73 @@ class Consumer:
         for entry_id, reason in dict(dead).items():  # an entry with several refused rows: one letter
             logger.error("dead-lettered id=%s reason=%s", entry_id, reason)
             letter = pipeline.dead_letter(entry_id, decoded.get(entry_id), reason, self.name, self.rules)
-            pipe.xadd(self.s.dead_stream, letter.fields())  # type: ignore[arg-type]
+            pipe.xadd(self.layout.split(entry_id)[0].dead, letter.fields())  # type: ignore[arg-type]
         await pipe.execute()
         self.dead += len(dict(dead))
 
     async def reclaim(self) -> int:
-        """Take over entries a dead or stuck consumer left pending; dead-letter repeat offenders."""
-        key = self.s.notices_stream
-        pending: Any = await self.redis.xpending_range(
-            key, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
-        )
-        if not pending:
-            return 0
+        """Take over entries a dead or stuck consumer left pending, shard by shard; dead-letter repeat
+        offenders. One XPENDING round trip for all shards, then XCLAIM where something is idle."""
+        shards = self.shards
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.xpending_range(
+                shard.stream, GROUP, min="-", max="+", count=self.s.batch_size, idle=self.s.claim_idle_ms
+            )
+        total = 0
+        for shard, pending in zip(shards, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(pending, Exception):
+                if isinstance(pending, ResponseError) and "NOGROUP" in str(pending):
+                    continue  # the legacy key is gone, or a group not made yet
+                raise pending
+            if pending:
+                total += await self._reclaim_shard(shard, pending)
+        return total
+
+    async def _reclaim_shard(self, shard: stream.Shard, pending: list[dict[str, Any]]) -> int:
+        key = shard.stream
         ids = [p["message_id"] for p in pending]
-        poison = {p["message_id"] for p in pending if p["times_delivered"] >= MAX_DELIVERIES}
+        poison = {shard.entry_id(p["message_id"]) for p in pending if p["times_delivered"] >= MAX_DELIVERIES}
         claimed: Any = await self.redis.xclaim(key, GROUP, self.name, self.s.claim_idle_ms, ids)
-        live: list[Entry] = [(i, f) for i, f in claimed if f is not None]
+        live: list[Entry] = [(shard.entry_id(i), f) for i, f in claimed if f is not None]
         gone = [i for i, f in claimed if f is None]
         bad = [(i, f) for i, f in live if i in poison]
         if bad:
             reason = f"delivered {MAX_DELIVERIES}+ times without acknowledgement"
             await self._dead_letter([(i, reason) for i, _ in bad], _decodable(bad))
-            await self.redis.xack(key, GROUP, *[i for i, _ in bad])
+            await self._ack([i for i, _ in bad])
         ok = [(i, f) for i, f in live if i not in poison]
         if ok:
-            logger.info("reclaimed entries=%d consumer=%s", len(ok), self.name)
+            logger.info("reclaimed entries=%d shard=%s consumer=%s", len(ok), shard.name, self.name)
             await self.process(ok)
         if gone:
             await self.redis.xack(key, GROUP, *gone)
         return len(claimed)
 
     async def trim(self) -> None:
-        """Drop acknowledged entries: everything older than the oldest pending or undelivered one."""
-        key = self.s.notices_stream
-        groups = await self.redis.xinfo_groups(key)
-        group = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
-        if group is None:
-            return
-        last = group["last-delivered-id"]
-        last = last.decode() if isinstance(last, bytes) else last
-        summary = await self.redis.xpending(key, GROUP)
-        oldest = summary.get("min") if summary and summary.get("pending") else None
-        if oldest is not None:
-            floor = oldest.decode() if isinstance(oldest, bytes) else oldest
-        else:
-            ms, _, seq = last.partition("-")
-            floor = f"{ms}-{int(seq or 0) + 1}"
-        await self.redis.xtrim(key, minid=floor, approximate=False)
+        """Drop acknowledged entries of every shard: everything older than its oldest pending or
+        undelivered one (two round trips for all shards)."""
+        shards = self.shards
+        keys = [shard.stream for shard in shards]
+        groups = await stream.group_infos(self.redis, keys)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xpending(key, GROUP)
+        summaries = await pipe.execute(raise_on_error=False)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, group, summary in zip(keys, groups, summaries, strict=True):
+            if group is None or isinstance(summary, Exception):
+                continue
+            last = group["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else last
+            oldest = summary.get("min") if summary and summary.get("pending") else None
+            if oldest is not None:
+                floor = oldest.decode() if isinstance(oldest, bytes) else oldest
+            else:
+                ms, _, seq = last.partition("-")
+                floor = f"{ms}-{int(seq or 0) + 1}"
+            pipe.xtrim(key, minid=floor, approximate=False)
+        await pipe.execute()
 
     async def publish_stats(self) -> None:
         """This worker's counters, for the gateway's /metrics (expire if the worker dies)."""
@@ -332,6 +430,8 @@ class Consumer:
             try:
                 if time.monotonic() >= next_chores:
                     await self.load_projects()
+                    if self.cluster:
+                        await self.check_legacy()
                     await self.reclaim()
                     await self.trim()
                     await self.publish_stats()
@@ -341,7 +441,7 @@ class Consumer:
             except (*TRANSIENT, RedisError) as e:
                 ahead = None
                 if isinstance(e, ResponseError) and "NOGROUP" in str(e):
-                    await ensure_group(self.redis, self.s.notices_stream)
+                    await self.setup_groups()
                     continue
                 logger.warning("worker outage, retrying in %.1fs error=%r", backoff, e)
                 try:

@@ -27,6 +27,7 @@ WITH ins AS (
     SELECT id, received_at, project_id, error_id, location_id, protocol, type, environment,
            exception, message, occurred_at, reference_id, fingerprint, body, raw
     FROM tmp_notices
+    ORDER BY id  -- every lock a batch takes, in one order across workers: no deadlock
     ON CONFLICT DO NOTHING
     RETURNING id, received_at, error_id
 ), latest AS (
@@ -38,7 +39,7 @@ WITH ins AS (
     ORDER BY t.error_id, t.received_at DESC, t.id DESC
 ), hourly AS (
     INSERT INTO error_hourly (error_id, hour, count)
-    SELECT error_id, date_trunc('hour', received_at), count(*) FROM ins GROUP BY 1, 2
+    SELECT error_id, date_trunc('hour', received_at), count(*) FROM ins GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (error_id, hour) DO UPDATE SET count = error_hourly.count + excluded.count
 ), up AS (
     INSERT INTO errors AS e (id, project_id, environment, fingerprint, grouping_version, type,
@@ -54,6 +55,7 @@ WITH ins AS (
         WHERE project_id = l.project_id AND environment = l.environment
         ORDER BY created_at DESC LIMIT 1
     ) d ON true
+    ORDER BY l.error_id  -- concurrent batches lock shared errors rows in one order
     ON CONFLICT (id) DO UPDATE SET
         notices_count = e.notices_count + excluded.notices_count,
         stored_count = e.stored_count + excluded.stored_count,

@@ -12,6 +12,7 @@ from shared.protocols.exceptioner import parse_notice
 from tests.conftest import drain
 from tests.fuzz.payloads import EXCEPTIONER
 from tests.integration.test_sentry import ENVELOPE_TYPE
+from tests.streams import shard_of
 
 
 def sentry_headers(key: str) -> dict[str, str]:
@@ -48,7 +49,8 @@ async def test_refused_after_2xx_is_listed_scrubbed(gateway, query, consumer, pr
     assert "hunter2" not in letter["body"] and "[Filtered]" in letter["body"]
     assert letter["body_encoding"] == "utf-8"
     # Nothing in Redis keeps the secret either.
-    raw = await consumer.redis.xrevrange(settings.dead_stream, count=10)
+    raw = await consumer.redis.xrevrange(shard_of(settings, project.id).dead, count=10)
+    assert raw
     assert all(b"hunter2" not in b"".join(f.values()) for _, f in raw)
 
 

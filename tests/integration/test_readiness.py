@@ -24,6 +24,7 @@ from shared.settings import Settings
 from tests.conftest import make_project
 from tests.faults.procs import ROOT, Service, service_env
 from tests.integration.test_exceptioner import notice
+from tests.streams import every_key, queued
 
 
 class Cuttable:
@@ -129,10 +130,10 @@ async def test_gateway_stays_ready_and_ingests_while_postgres_is_down(settings, 
                 assert body["postgres"].startswith("down")
                 resp = await gateway.post("/v1/notices", json=notice(), headers={"Api-Key": project.key})
                 assert resp.status == 201, await resp.text()
-                assert await redis.xlen(s.notices_stream) == 1
+                assert await queued(redis, s) == 1
                 await pg.restore()  # a clean shutdown closes its pool
         finally:
-            await redis.delete(s.notices_stream, s.dead_stream)
+            await redis.delete(*every_key(s))
 
 
 async def test_gateway_is_unready_while_redis_is_down(settings, redis):
@@ -153,7 +154,7 @@ async def test_gateway_is_unready_while_redis_is_down(settings, redis):
 
                 await until(ready_again)
         finally:
-            await redis.delete(s.notices_stream, s.dead_stream)
+            await redis.delete(*every_key(s))
 
 
 async def test_query_is_unready_while_postgres_is_down_and_ready_after(settings):

@@ -15,6 +15,11 @@ from tests.conftest import drain
 from tests.integration.test_exceptioner import notice, post
 
 
+def shard_of(settings, project_id: int) -> codec.Shard:
+    """The shard the gateway queues a project's notices in."""
+    return codec.Layout(settings.stream_prefix, settings.stream_shards).for_project(project_id)
+
+
 async def error_count(pool, error_id: int) -> tuple[int, int]:
     async with pool.acquire() as conn:
         count = await conn.fetchval("SELECT notices_count FROM errors WHERE id = $1", error_id)
@@ -24,8 +29,9 @@ async def error_count(pool, error_id: int) -> tuple[int, int]:
 
 async def test_redelivered_entry_is_counted_once(gateway, consumer, project, pool, redis, settings):
     _, body = await post(gateway, project.key, notice(exception="RedeliveredError"))
-    entries = await redis.xrange(settings.notices_stream, count=100_000)
-    mine = [(i, f) for i, f in entries if msgpack.unpackb(f[b"m"]).get("id") == body["id"]]
+    shard = shard_of(settings, project.id)
+    entries = await redis.xrange(shard.stream, count=100_000)
+    mine = [(shard.entry_id(i), f) for i, f in entries if msgpack.unpackb(f[b"m"]).get("id") == body["id"]]
     assert len(mine) == 1
     await drain(consumer)
     # The same entry handed to a worker again (as after a lost XACK) must not count twice.
@@ -38,13 +44,14 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
     """A worker that wrote its batch and died before XACK: a peer reclaims the entries, counts stay exact."""
     doomed = Consumer(settings, redis, pool, name="doomed-consumer")
     _, body = await post(gateway, project.key, notice(exception="CrashBeforeAckError"))
-    resp = await redis.xreadgroup(GROUP, doomed.name, {settings.notices_stream: ">"}, count=1000)
+    shard = shard_of(settings, project.id)
+    resp = await redis.xreadgroup(GROUP, doomed.name, {shard.stream: ">"}, count=1000)
     entries = resp[0][1]
     rows = pipeline.process(entries, lambda _: pipeline.Rules()).rows
     async with pool.acquire() as conn:
         await store.write_batch(conn, rows)  # written ...
     # ... and the process "dies" here: no XACK. The entries stay pending under its name.
-    pending = await redis.xpending(settings.notices_stream, GROUP)
+    pending = await redis.xpending(shard.stream, GROUP)
     assert pending["pending"] >= len(entries)
     deadline = asyncio.get_running_loop().time() + 10
     reclaimed = 0
@@ -55,7 +62,7 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
             await asyncio.sleep(settings.claim_idle_ms / 1000 / 4)  # wait for the idle threshold to pass
     assert await error_count(pool, body["error_id"]) == (1, 1)
     detail = await redis.xpending_range(
-        settings.notices_stream, GROUP, "-", "+", 1000, consumername=doomed.name
+        shard.stream, GROUP, "-", "+", 1000, consumername=doomed.name
     )
     assert detail == []
 
@@ -63,15 +70,16 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
 async def test_poison_entry_goes_to_dead_letter_stream_and_worker_goes_on(
     gateway, consumer, project, pool, redis: aioredis.Redis, settings
 ):
-    stream = settings.notices_stream
+    shard = shard_of(settings, project.id)
+    stream = shard.stream
     await redis.xadd(stream, {b"m": b"\xc1 not msgpack"})
     await redis.xadd(stream, {b"other": b"field"})
     await redis.xadd(stream, {b"m": msgpack.packb({"v": 99})})
     _, body = await post(gateway, project.key, notice(exception="AfterPoisonError"))
-    dead_before = await redis.xlen(settings.dead_stream)
+    dead_before = await redis.xlen(shard.dead)
     await drain(consumer)
     assert await error_count(pool, body["error_id"]) == (1, 1)
-    dead = await redis.xrange(settings.dead_stream, count=100)
+    dead = await redis.xrange(shard.dead, count=100)
     assert len(dead) - dead_before == 3
     reasons = [f[b"reason"].decode() for _, f in dead[-3:]]
     assert any("msgpack" in r for r in reasons) and any("'m'" in r for r in reasons)
@@ -102,7 +110,8 @@ async def test_entry_the_database_refuses_is_isolated(gateway, consumer, project
         },
         "raw": b"{}",
     }
-    # pid is a project that does not exist: the errors foreign key refuses it.
+    # pid is a project that does not exist: the errors foreign key refuses it. A format-1 entry in the
+    # pre-sharding key, as an older gateway left it: drained as the legacy shard, its letter there.
     await redis.xadd(settings.notices_stream, {b"m": msgpack.packb(env, use_bin_type=True)})
     dead_before = await redis.xlen(settings.dead_stream)
     await drain(consumer)
@@ -125,10 +134,11 @@ async def test_trim_keeps_unacknowledged_entries(gateway, consumer, project, red
     await post(gateway, project.key, notice(exception="TrimError"))
     await drain(consumer)
     await consumer.trim()
-    assert await redis.xlen(settings.notices_stream) == 0
+    shard = shard_of(settings, project.id)
+    assert await redis.xlen(shard.stream) == 0
     _, body = await post(gateway, project.key, notice(exception="TrimError"))
     await consumer.trim()  # nothing read yet: the new entry must survive
-    entries = await redis.xrange(settings.notices_stream)
+    entries = await redis.xrange(shard.stream)
     assert [codec.decode(f).notice_id for _, f in entries] == [body["id"]]
     await drain(consumer)
 
