@@ -38,6 +38,7 @@ REPLICA_GONE = (
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    asyncpg.InternalClientError,  # a pooled connection the replica closed while the loop was busy elsewhere
 )
 
 
