@@ -104,13 +104,15 @@ def origin_allowed(settings: Mapping[str, Any], origin: str) -> bool:
 
 
 # An unknown key is looked up in PostgreSQL at most once per NEGATIVE_TTL per process, in batches of
-# at most LOOKUP_BATCH with one query in flight; beyond LOOKUP_WAITING queued hashes a key is refused
-# without a look. So a client spraying random keys costs at most one query at a time, whatever its rate.
+# at most LOOKUP_BATCH, one query at a time and at most one per LOOKUP_PAUSE; beyond LOOKUP_WAITING
+# queued hashes a key is refused without a look. So a client spraying random keys costs a process at
+# most 1 / LOOKUP_PAUSE small queries a second, whatever its rate.
 NEGATIVE_TTL = 1.0
 NEGATIVE_MAX = 100_000  # unknown hashes remembered (oldest forgotten first)
 LOOKUP_BATCH = 500
 LOOKUP_WAITING = 5_000
 LOOKUP_TIMEOUT = 2.0  # a request waits this long at most for its key's look-up
+LOOKUP_PAUSE = 0.05  # seconds between two look-ups (a fresh key waits this long at most)
 LOOKUP_BACKOFF = 1.0  # after a failed look-up (database down), this long before the next one
 CHANNEL = "faultline_keys"  # NOTIFY'd by triggers on api_keys and projects (migration 0015)
 MAX_KEY_LENGTH = 200
@@ -141,6 +143,7 @@ class KeyCache:
         self._waiting: dict[bytes, asyncio.Future[None]] = {}
         self._inflight: dict[bytes, asyncio.Future[None]] = {}
         self._lookups: asyncio.Task[None] | None = None
+        self._last_lookup = -LOOKUP_PAUSE
         self._reload_wanted = asyncio.Event()
         self.stats = dict.fromkeys(("lookup_queries", "looked_up", "not_looked_up", "notifications"), 0)
 
@@ -187,6 +190,10 @@ class KeyCache:
     async def _look_up_waiting(self) -> None:
         """One batch query at a time until nothing waits."""
         while self._waiting:
+            pause = self._last_lookup + LOOKUP_PAUSE - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)  # meanwhile more unknown keys join this batch
+            self._last_lookup = time.monotonic()
             batch = dict(itertools.islice(self._waiting.items(), LOOKUP_BATCH))
             for h in batch:
                 del self._waiting[h]
