@@ -82,6 +82,50 @@ def hostile(rng: random.Random, key: str) -> tuple[bytes, dict[str, str], str]:
     return _HUGE, h, kind
 
 
+def _deep(levels: int) -> bytes:
+    return b'{"k":' * levels + b"1" + b"}" * levels
+
+
+def stored_hostile(rng: random.Random, pid: int, key: str, i: int) -> tuple[str, bytes, dict[str, str], str]:
+    """A hostile request a protocol acknowledges (so its notice must be stored): (path, body, headers, kind)."""
+    kind = rng.choice(["deep_events", "nan_time", "far_future", "huge_ints", "long_lists", "secrets"])
+    if kind == "deep_events":  # Exceptionless answers 202 before parsing: nesting past orjson's 1024
+        body = b'{"type": "error", "message": "deep %d", "data": {"x": ' % i + _deep(1100) + b"}}"
+        return "/api/v2/events", body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, kind
+    if kind == "nan_time":
+        event = b'{"timestamp": "nan", "message": "nan %d", "extra": {"n": [NaN, 1e400]}}' % i
+        envelope = b'{"event_id": "%s"}\n{"type": "event"}\n' % uuid.uuid4().hex.encode() + event + b"\n"
+        headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}", "Content-Type": "application/x-sentry-envelope"}
+        return f"/api/{pid}/envelope/", envelope, headers, kind
+    if kind == "far_future":
+        body = b'{"notifier": {}, "event": {"class_name": "E", "message": "m%d", "timestamp": 300000000000}}' % i
+        return f"/notify?auth_token={key}", body, {"Content-Type": "application/json"}, kind
+    if kind == "huge_ints":
+        body = b'{"errors": [{"type": "E", "message": "m%d", "backtrace": [{"line": "99999999999999999999"}]}], ' % i
+        body += b'"params": {"n": 18446744073709551616, "d": ' + _deep(100) + b"}}"
+        return f"/api/v3/projects/{pid}/notices?key={key}", body, {"Content-Type": "application/json"}, kind
+    if kind == "long_lists":
+        trace = b",".join(b'"app/x.rb:%d:in `f\'"' % n for n in range(3000))
+        body = b'{"message": "E: lists %d", "error": {"exception": "E", "backtrace": [' % i + trace + b"]}}"
+        return "/v1/notices", body, {"Api-Key": key, "Content-Type": "application/json"}, kind
+    body = (
+        b'{"message": "E: card 4111 1111 1111 1111 %d", "error": {"exception": "E", "parameters": '
+        b'{"pass\\u0077ord": "hunter2", "url": "https://x/?api_key=hunter2"}}}' % i
+    )
+    return "/v1/notices", body, {"Api-Key": key, "Content-Type": "application/json"}, kind
+
+
+def peak_rss_mib(pid: int | None) -> float:
+    """The process's peak resident set (VmHWM), in MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 class Tally:
     def __init__(self) -> None:
         self.acked: list[str] = []
@@ -89,6 +133,7 @@ class Tally:
         self.by_kind: dict[str, int] = {}
         self.unexpected: list[str] = []
         self.failures = 0
+        self.hostile_acked = 0  # hostile requests a protocol acknowledged: each one's notice must be stored
 
     def count(self, status: int) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -102,11 +147,27 @@ async def client(
     tally: Tally,
     seed: int,
     max_requests: int,
+    other: tuple[int, str] | None = None,
 ) -> None:
     rng = random.Random(seed)
     for i in range(max_requests):
         if time.monotonic() >= deadline:
             return
+        if other is not None and rng.random() < 0.1:  # hostile but acknowledged, on every protocol
+            path, body, headers, kind = stored_hostile(rng, other[0], other[1], i)
+            tally.by_kind[kind] = tally.by_kind.get(kind, 0) + 1
+            try:
+                async with session.post(f"{url}{path}", data=body, headers=headers) as r:
+                    tally.count(r.status)
+                    if r.status < 300:
+                        tally.hostile_acked += 1
+                    elif r.status >= 500 and r.status != 503:
+                        tally.unexpected.append(f"{kind} -> {r.status}")
+                    elif r.status != 503:
+                        tally.unexpected.append(f"{kind} refused with {r.status}")
+            except (TimeoutError, aiohttp.ClientError):
+                tally.failures += 1
+            continue
         hostile_turn = rng.random() < 0.3
         if hostile_turn:
             body, headers, kind = hostile(rng, key)
@@ -136,6 +197,7 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
         conn = await asyncpg.connect(dsn)
         await db.migrate(conn)
         project, key = await keys.create_project(conn, "soak")
+        other_project, other_key = await keys.create_project(conn, "soak-hostile")
         await conn.close()
         env = service_env(dsn, REDIS_URL, FAULTLINE_BACKLOG_LIMIT="200000")
         url = f"http://127.0.0.1:{env['FAULTLINE_GATEWAY_PORT']}"
@@ -146,10 +208,13 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
         tally = Tally()
         deadline = time.monotonic() + seconds
         kills = 0
+        worker_peak = 0.0
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             traffic = [
-                asyncio.create_task(client(session, url, key, deadline, tally, seed, 1_000_000))
+                asyncio.create_task(
+                    client(session, url, key, deadline, tally, seed, 1_000_000, (other_project.id, other_key))
+                )
                 for seed in range(clients)
             ]
             next_kill = time.monotonic() + kill_every
@@ -157,6 +222,7 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
                 await asyncio.sleep(0.2)
                 if time.monotonic() >= next_kill:
                     victim = workers.pop(0)
+                    worker_peak = max(worker_peak, peak_rss_mib(victim.proc.pid if victim.proc else None))
                     victim.kill(signal.SIGKILL)
                     kills += 1
                     fresh = Service("services.worker", env, log_dir / f"worker-r{kills}.log").start()
@@ -178,7 +244,20 @@ async def soak(seconds: float, clients: int, kill_every: float, log_dir: Path) -
                 break
             await asyncio.sleep(0.5)
         drained = time.monotonic() - drain_start
+        hostile_stored = 0
+        for _ in range(120):  # the hostile-but-acknowledged notices: every one stored, none dead-lettered
+            hostile_stored = len(await stored_ids(dsn, other_project.id))
+            if hostile_stored >= tally.hostile_acked:
+                break
+            await asyncio.sleep(0.5)
+        gateway_peak = peak_rss_mib(gateway.proc.pid if gateway.proc else None)
+        for w in workers:
+            worker_peak = max(worker_peak, peak_rss_mib(w.proc.pid if w.proc else None))
         return {
+            "hostile_acknowledged": tally.hostile_acked,
+            "hostile_stored": hostile_stored,
+            "gateway_peak_rss_mib": round(gateway_peak, 1),
+            "worker_peak_rss_mib": round(worker_peak, 1),
             "seconds": seconds,
             "clients": clients,
             "workers_killed": kills,
@@ -204,6 +283,7 @@ def write_report(result: dict[str, object], path: Path) -> None:
     ok = (
         result["missing"] == 0
         and result["stored"] == result["stored_unique"] == result["acknowledged"]
+        and result.get("hostile_stored") == result.get("hostile_acknowledged")
         and not result["unexpected"]
     )
     block = "\n".join(
@@ -213,7 +293,10 @@ def write_report(result: dict[str, object], path: Path) -> None:
             "",
             f"{result['seconds']:.0f} s of mixed traffic from {result['clients']} clients (30% hostile: bad JSON, "
             "non-objects, missing fields, bad/no keys, gzip bombs, corrupt gzip, unknown encodings, deep nesting, "
-            f"2 MiB bodies) while a worker was SIGKILLed and replaced every few seconds ({result['workers_killed']} kills).",
+            f"2 MiB bodies) while a worker was SIGKILLed and replaced every few seconds ({result['workers_killed']} kills); "
+            "10% hostile requests a protocol acknowledges (Exceptionless nested past 1024 levels, Sentry NaN times "
+            "and NaN/1e400 literals, CrashLog year 11476, Airbrake integers past 64 bits, 3000-line backtraces, "
+            "secrets in escaped names and URLs), each of which must be stored.",
             "",
             "| figure | value |",
             "| --- | --- |",
@@ -224,6 +307,9 @@ def write_report(result: dict[str, object], path: Path) -> None:
             f"| request kinds | {result['kinds']} |",
             f"| unexpected answers | {result['unexpected'] or 'none'} |",
             f"| drain after traffic stopped | {result['drain_seconds']} s |",
+            f"| hostile acknowledged / stored | {result.get('hostile_acknowledged')} / {result.get('hostile_stored')} |",
+            f"| peak RSS (VmHWM) | gateway {result.get('gateway_peak_rss_mib')} MiB, "
+            f"workers {result.get('worker_peak_rss_mib')} MiB (largest) |",
             f"| verdict | {'acknowledged == stored, no unexpected 5xx' if ok else 'FAILED'} |",
             END,
         ]
@@ -252,6 +338,7 @@ def main() -> None:
     if not args.no_write:
         write_report(result, ROOT / "BENCHMARKS.md")
     ok = result["missing"] == 0 and result["stored"] == result["stored_unique"] == result["acknowledged"]
+    ok = ok and result["hostile_stored"] == result["hostile_acknowledged"]
     if not ok or result["unexpected"]:
         sys.exit("soak: FAILED")
     print("soak: passed — acknowledged == stored, no unexpected 5xx")
