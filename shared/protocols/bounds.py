@@ -84,23 +84,22 @@ def check_depth(raw: bytes, data: Any) -> None:
 
 def _bound(value: Any, left: int, notes: set[str]) -> Any:
     """value with containers below `left` more levels truncated and out-of-range integers nulled (in place)."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict or kind is list:
         if left <= 0:
             notes.add(f"nested deeper than {MAX_DEPTH} levels: truncated")
             return TRUNCATED
-        for k, v in value.items():
-            if isinstance(v, dict | list) or type(v) is int and not -MAX_INT <= v <= MAX_INT:
-                value[k] = _bound(v, left - 1, notes)
+        pairs = value.items() if kind is dict else enumerate(value)
+        for k, v in pairs:
+            t = type(v)
+            if t is dict or t is list:
+                if v:
+                    value[k] = _bound(v, left - 1, notes)
+            elif t is int and not -MAX_INT <= v <= MAX_INT:
+                notes.add("integer outside 64 bits: left out")
+                value[k] = None
         return value
-    if isinstance(value, list):
-        if left <= 0:
-            notes.add(f"nested deeper than {MAX_DEPTH} levels: truncated")
-            return TRUNCATED
-        for i, v in enumerate(value):
-            if isinstance(v, dict | list) or type(v) is int and not -MAX_INT <= v <= MAX_INT:
-                value[i] = _bound(v, left - 1, notes)
-        return value
-    if type(value) is int and not -MAX_INT <= value <= MAX_INT:
+    if kind is int and not -MAX_INT <= value <= MAX_INT:
         notes.add("integer outside 64 bits: left out")
         return None
     return value
