@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from shared import ids, stream
 from shared.fingerprint import fingerprint
 from shared.protocols.exceptioner import parse_notice
-from shared.stream import Publisher, RawNotice
+from shared.stream import Layout, Publisher, RawNotice
 from tests.bench.payloads import exceptioner
 from tests.bench.stack import Project
 
@@ -72,20 +72,25 @@ def entries(
 
 
 async def fill_stream(
-    redis: aioredis.Redis, stream: str, project: Project, tpls: list[Template], count: int, chunk: int = 1000
+    redis: aioredis.Redis,
+    layout: Layout,
+    project: Project,
+    tpls: list[Template],
+    count: int,
+    chunk: int = 1000,
 ) -> None:
-    """Queue `count` notices with the gateway's own publisher, `chunk` at a time."""
-    publisher = Publisher(redis, stream, backlog_limit=1 << 40)
+    """Queue `count` notices with the gateway's own publisher (in the project's shard), `chunk` at a time."""
+    publisher = Publisher(redis, layout, backlog_limit=1 << 40)
     task = asyncio.create_task(publisher.run())
     try:
         batch: list[dict[bytes, bytes]] = []
         for fields in entries(project, tpls, count):
             batch.append(fields)
             if len(batch) >= chunk:
-                await publisher.publish(batch)
+                await publisher.publish(batch, project_id=project.id)
                 batch = []
         if batch:
-            await publisher.publish(batch)
+            await publisher.publish(batch, project_id=project.id)
     finally:
         task.cancel()
         try:

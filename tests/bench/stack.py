@@ -26,6 +26,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from shared import db, keys
+from shared.settings import Settings
+from shared.stream import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_DSN = os.environ.get("FAULTLINE_BENCH_ADMIN_DSN") or "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -209,6 +211,7 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     project: Project | None = None
     user_token: str = ""
+    shards: int = Settings().stream_shards
     _db_created: bool = False
 
     @property
@@ -216,8 +219,14 @@ class Stack:
         return with_db(self.admin_dsn, self.db_name)
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.prefix, self.shards)
+
+    @property
     def stream(self) -> str:
-        return f"{self.prefix}:notices"
+        """The bench project's shard: every notice a benchmark queues is the bench project's."""
+        assert self.project is not None
+        return self.layout.for_project(self.project.id).stream
 
     @property
     def r(self) -> aioredis.Redis:
@@ -257,7 +266,7 @@ class Stack:
 
     async def reset_stream(self) -> None:
         """An empty stream with its consumer group, whatever was there before."""
-        await self.r.delete(self.stream, f"{self.prefix}:dead")
+        await self.r.delete(*[key for shard in self.layout.every for key in (shard.stream, shard.dead)])
         await self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
 
     async def drop_keys(self, limit: int = 10_000_000) -> int:
@@ -311,6 +320,7 @@ class Stack:
                 "FAULTLINE_DATA_DIR": str(self.workdir / "data"),
                 "FAULTLINE_HOST": "127.0.0.1",
                 "FAULTLINE_STREAM_PREFIX": self.prefix,
+                "FAULTLINE_STREAM_SHARDS": str(self.shards),
                 "FAULTLINE_KEY_REFRESH": "1",
             }
         )

@@ -63,7 +63,7 @@ async def drain(
         for p in procs:
             os.kill(p.pid, signal.SIGSTOP)
         try:
-            await fill_stream(stack.r, stack.stream, stack.project, tpls, count)
+            await fill_stream(stack.r, stack.layout, stack.project, tpls, count)
             commits0 = await probe.xact_commits(conn, stack.db_name)
             calls0 = await probe.commandstats(stack.r)
             meter = await probe.meter(
