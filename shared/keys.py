@@ -251,16 +251,16 @@ class KeyCache:
 
     # ---- notifications ----
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         self.stats["notifications"] += 1
         try:
-            data = json.loads(payload)
+            data = json.loads(str(payload))
             if data.get("kind") != "key":
                 self._reload_wanted.set()
                 return
             h = bytes.fromhex(data["hash"])
         except (ValueError, KeyError, TypeError):
-            logger.warning("unreadable key notification payload=%.200s", payload)
+            logger.warning("unreadable key notification payload=%.200s", str(payload))
             self._reload_wanted.set()
             return
         self._seq += 1
