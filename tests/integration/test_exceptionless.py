@@ -731,3 +731,17 @@ async def test_every_event_of_a_batch_counts_against_the_rate_limit(
     assert resp.status == 429 and await resp.read() == b""
     await drain(consumer)
     assert len(await notices(query, user_token, project.id, "log")) == 6
+
+
+async def test_get_submit_never_stores_a_credential_as_data(
+    gateway, query, consumer, project: ProjectInfo, user_token
+):
+    """`key` is both a credential name and, repeated, was once stored as event data with the key in it."""
+    resp = await gateway.get(
+        f"/api/v2/events/submit?message=keyed&key={project.key}&key=x&note={project.key}"
+    )
+    assert resp.status == 200
+    await drain(consumer)
+    [log] = await notices(query, user_token, project.id, "log")
+    assert log["message"] == "keyed"
+    assert project.key not in orjson.dumps(log).decode()

@@ -55,7 +55,8 @@ _CONSUMED: Final = (
 _PY_EXCEPTION_LINE: Final = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<message>.*))?")  # "ValueError: x"
 _GEO: Final = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*")
 _LINE: Final = re.compile("[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
-_CREDENTIAL_PARAMS: Final = frozenset({"access_token", "api_key", "apikey"})  # never data (real server)
+# Never data: the real server's credential names, and the others this gateway accepts everywhere.
+_CREDENTIAL_PARAMS: Final = frozenset({"access_token", "api_key", "apikey", "auth_token", "key"})
 
 
 # ---- request bodies ---------------------------------------------------------------------------
@@ -141,10 +142,13 @@ def submit_event(
     for key, value in params:
         if key and value:
             grouped.setdefault(key, []).append(value)
+    # Credential names are never data, nor is the credential itself under any name (a repeated
+    # `key=<client key>&key=x` once stored the key as event data).
     grouped = {
-        k: v
+        k: kept
         for k, v in grouped.items()
-        if k.lower() not in _CREDENTIAL_PARAMS and not (credential and v == [credential])
+        if k.lower() not in _CREDENTIAL_PARAMS
+        and (kept := [value for value in v if not (credential and value.strip() == credential)])
     }
     if not grouped:
         return None
