@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.protocols import airbrake, crashlog, exceptioner, exceptionless, sentry
+from shared.protocols import airbrake, crashlog, exceptioner, exceptionless, hoptoad, sentry
 from shared.protocols.base import Protocol
 
 PROTOCOLS: tuple[Protocol, ...] = (
@@ -11,5 +11,6 @@ PROTOCOLS: tuple[Protocol, ...] = (
     sentry.PROTOCOL,
     airbrake.PROTOCOL,
     exceptionless.PROTOCOL,
+    hoptoad.PROTOCOL,
 )
 BY_NAME: dict[str, Protocol] = {p.name: p for p in PROTOCOLS}
