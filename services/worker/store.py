@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from services.worker import collisions
 from services.worker.pipeline import COLUMNS
 from shared.db import Conn
 
@@ -93,6 +94,7 @@ async def init_connection(conn: Conn) -> None:
 async def write_batch(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> int:
     """Store the rows in one transaction; returns how many notices were new."""
     async with conn.transaction():
+        rows = await collisions.resolve(conn, list(rows))  # never a notice under another group's id
         await conn.copy_records_to_table("tmp_notices", records=rows, columns=COLUMNS)
         record = await conn.fetchrow(WRITE)
     assert record is not None

@@ -61,9 +61,7 @@ async def test_worker_killed_between_write_and_ack(gateway, consumer, project, p
         if reclaimed < len(entries):
             await asyncio.sleep(settings.claim_idle_ms / 1000 / 4)  # wait for the idle threshold to pass
     assert await error_count(pool, body["error_id"]) == (1, 1)
-    detail = await redis.xpending_range(
-        shard.stream, GROUP, "-", "+", 1000, consumername=doomed.name
-    )
+    detail = await redis.xpending_range(shard.stream, GROUP, "-", "+", 1000, consumername=doomed.name)
     assert detail == []
 
 
@@ -183,3 +181,40 @@ async def test_scrubbing_follows_project_settings(gateway, query, consumer, proj
     await drain(consumer)
     resp = await query.get(f"/v1/errors/{answer['error_id']}", headers=auth)
     assert (await resp.json())["parameters"] == {"employee_id": "E-42", "password": "p"}
+
+
+async def test_an_error_id_taken_by_another_group_gets_its_own(
+    gateway, query, consumer, project, pool, user_token
+):
+    """A 53-bit derived id can collide; the notice must never land under another project's error."""
+    from services.worker.collisions import alternate
+    from shared import ids
+    from shared.fingerprint import fingerprint
+    from shared.protocols.exceptioner import parse_notice
+    from tests.conftest import make_project
+
+    body = notice(exception="CollidingError")
+    fp = fingerprint(parse_notice(body))
+    taken = ids.error_id(project.id, "production", fp)
+    other = await make_project(pool)
+    async with pool.acquire() as conn:  # another project's group already owns the id
+        await conn.execute(
+            "INSERT INTO errors (id, project_id, environment, fingerprint, grouping_version, first_notice_at,"
+            " most_recent_notice_at, first_notice_id, last_notice_id)"
+            " VALUES ($1, $2, 'production', 'f0f0', 1, now(), now(), $3, $3)",
+            taken,
+            other.id,
+            ids.uuid7(),
+        )
+    for _ in range(2):
+        _, answer = await post(gateway, project.key, body)
+        assert answer["error_id"] == taken  # what the gateway derived, before any worker ran
+    await drain(consumer)
+    own = alternate(project.id, "production", fp, 1)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM notices WHERE error_id = $1", taken) == 0
+        row = await conn.fetchrow("SELECT project_id, notices_count FROM errors WHERE id = $1", own)
+        assert (row["project_id"], row["notices_count"]) == (project.id, 2)
+        assert await conn.fetchval("SELECT notices_count FROM errors WHERE id = $1", taken) == 0
+    resp = await query.get(f"/v1/errors?project_id={project.id}", headers={"Api-Key": user_token})
+    assert [e["id"] for e in await resp.json()] == [own]
