@@ -87,6 +87,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 def describe(m) -> None:  # type: ignore[no-untyped-def]
     m.describe("notices_accepted_total", "counter", "Notices queued, by protocol")
+    m.describe(
+        "sentry_items_dropped_total", "counter", "Sentry envelope items answered and not kept, by item type"
+    )
     m.describe("requests_rejected_total", "counter", "Requests answered 4xx/5xx, by reason")
     m.describe("http_responses_total", "counter", "Responses by status")
     m.describe("stream_backlog", "gauge", "Entries not yet written (lag + pending) as the gateway sees it")

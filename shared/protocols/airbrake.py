@@ -13,11 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from shared import ids
 from shared.model import ExceptionInfo, Frame, Notice
 from shared.protocols import bounds
 from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.stream import RawNotice
+from shared.timeutil import parse_iso
 from shared.web import ApiError, Handler, json_object, json_response
 
 NAME = "airbrake"
@@ -25,6 +27,8 @@ NAME = "airbrake"
 DEFAULT_DELAY = "60"
 ASYNC_PREFIX = "async "
 _NUMBER = re.compile(r"\d+")
+# PyPI `airbrake` (airbrake-python, 2.2.0) builds backtraces with traceback.extract_tb: oldest first.
+OLDEST_FIRST = frozenset({"airbrake-python"})
 
 
 # ---- parsing (pure) --------------------------------------------------------------------------
@@ -93,6 +97,15 @@ def _error(raw: dict[str, Any]) -> ExceptionInfo:
     return {"type": _str(raw.get("type")), "message": _str(raw.get("message")), "frames": frames}
 
 
+def notice_time(value: Any) -> float | None:
+    """`context.time` (or the notice's `time`): ISO 8601, or epoch seconds or milliseconds."""
+    if isinstance(value, str):
+        return parse_iso(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and -1e15 < value < 1e15:
+        return value / 1000 if abs(value) >= 1e11 else float(value)
+    return None
+
+
 def _dict(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key)
     if value is not None and not isinstance(value, dict):
@@ -128,9 +141,12 @@ def parse_notice(raw: bytes) -> Notice:
         "exception": first["type"],
         "message": first["message"],
         "environment": _str(context.get("environment")) or "",
-        "occurred_at": None,
+        "occurred_at": notice_time(context.get("time", data.get("time"))),
         "exceptions": chain,
     }
+    notifier = context.get("notifier")
+    if isinstance(notifier, dict) and notifier.get("name") in OLDEST_FIRST:
+        note(notice, "backtrace sent oldest frame first (kept as sent, as Airbrake does)")
     if file := next((f["file"] for f in first["frames"] if f["file"]), None):
         notice["file"] = file
     for key, source in (
@@ -200,6 +216,8 @@ def decode(entry: RawNotice) -> list[Decoded]:
             notice = parse_notice(entry.body)
     except ApiError as e:
         raise Undecodable(f"not an Airbrake notice: {e}") from e
+    if notice["occurred_at"] is None:  # the notifiers send no time: the notice's time is when it came
+        notice["occurred_at"] = ids.uuid7_ms(entry.notice_id) / 1000
     for text in cuts:
         note(notice, text)
     return [(notice, entry.body)]

@@ -240,6 +240,8 @@ def to_notice(obj: Mapping[str, Any], now: float) -> Notice | None:
         chain = [_traceback_chain(stack)]
         data.pop("@stack")
     message = _str(event.get("message")) or (chain[0]["message"] if chain else None)
+    if message is None and kind in ("usage", "404"):  # a feature's name, a missing page's path
+        message = (_str(event.get("source")) or "")[:2000] or None
     occurred = parse_iso(event.get("date"))
     notice: Notice = {
         "protocol": PROTOCOL,

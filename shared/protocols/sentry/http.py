@@ -3,8 +3,9 @@
 The real SDKs (sentry-sdk, @sentry/node, ...) report here unmodified with a DSN
 `http://{client_key}@{gateway host:port}/{project_id}`. The gateway reads the envelope's framing
 (header and item headers, never an event payload when the header names the event) and queues the
-body whole when it holds an `event` item; the worker turns each event item into a notice. Envelopes
-of sessions, transactions, client reports, ... alone are answered and not queued.
+body whole when it holds an `event` or `log` item; the worker turns each event item into a notice and
+each log record into a log notice. Envelopes of sessions, transactions, spans, client reports, ...
+alone are answered and not queued; each such item is counted by type (sentry_items_dropped_total).
 
 A repeated event_id is stored once: the queueing script claims `(project, event_id)` with
 `SET NX EX` in the same call as the XADD, so a notice that could not be queued claims nothing.
@@ -25,7 +26,7 @@ from shared.protocols import bounds
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.protocols.sentry import wire
 from shared.stream import RawNotice
-from shared.web import ApiError, Handler, credential, json_response
+from shared.web import METRICS, ApiError, Handler, credential, json_response
 
 NAME = "sentry"
 
@@ -124,13 +125,60 @@ async def _queue_once(
     await queue(request, project, [entry], [once])
 
 
+# Item types counted by name in sentry_items_dropped_total; any other type is counted as "other".
+DROPPED_TYPES = frozenset(
+    {
+        "transaction",
+        "span",
+        "session",
+        "sessions",
+        "client_report",
+        "attachment",
+        "check_in",
+        "profile",
+        "profile_chunk",
+        "replay_event",
+        "replay_recording",
+        "replay_video",
+        "statsd",
+        "metric_buckets",
+        "user_report",
+        "feedback",
+        "otel_log",
+        "trace_metric",
+    }
+)
+
+
+def _sent_at(env: wire.Envelope) -> dict[str, Any]:
+    sent_at = env.headers.get("sent_at")
+    if isinstance(sent_at, str | int | float):  # never a structure to queue
+        return {"sent_at": sent_at if not isinstance(sent_at, str) else sent_at[:64]}
+    return {}
+
+
 async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -> web.Response:
     env = wire.parse_envelope(raw)
     events = [item for item in env.items if item.type == "event"]
     header_id = env.headers.get("event_id")
     if len(events) > wire.MAX_EVENT_ITEMS:
         raise ApiError(400, "invalid envelope: duplicate item: event")
-    if not events:  # session(s), client_report, transaction, span, attachment, check_in, log, ...
+    metrics = request.app[METRICS]
+    logs = False
+    for item in env.items:
+        if item.type == wire.LOG_ITEM:
+            logs = True
+        elif item.type != "event":  # transactions, spans, sessions, ...: answered, counted, not kept
+            kind = item.type if item.type in DROPPED_TYPES else "other"
+            metrics.inc("sentry_items_dropped_total", type=kind)
+    if not events:
+        if logs:  # log items alone: queued whole, no event id to store once by
+            new = Ids.new()
+            facts = _sent_at(env)
+            if request.remote:
+                facts["ip"] = request.remote
+            entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", facts)
+            await queue(request, project, [entry])
         return json_response({"id": wire.event_id({}, header_id)} if header_id else {})
     for item in events:
         if len(item.payload) > wire.MAX_EVENT:
@@ -139,9 +187,7 @@ async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -
     answer = (
         wire.event_id({}, header_id) if header_id else wire.event_id(wire.event_object(events[0].payload))
     )
-    facts: dict[str, Any] = {"event_id": answer}
-    if isinstance(sent_at := env.headers.get("sent_at"), str | int | float):  # never a structure to queue
-        facts["sent_at"] = sent_at if not isinstance(sent_at, str) else sent_at[:64]
+    facts: dict[str, Any] = {"event_id": answer, **_sent_at(env)}
     await _queue_once(request, project, answer, raw, facts)
     return json_response({"id": answer})
 

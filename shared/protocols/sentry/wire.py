@@ -138,18 +138,25 @@ def event_id(event: dict[str, Any], fallback: Any = None) -> str:
 # ---- time ------------------------------------------------------------------------------------
 
 
+MS_FROM = 1e11  # epoch "seconds" past this (year 5138) are milliseconds: raven-node's sentry_timestamp
+
+
+def _seconds(number: float) -> float:
+    return number / 1000 if abs(number) >= MS_FROM else number
+
+
 def epoch(value: Any) -> float | None:
-    """A Sentry timestamp: epoch seconds (number or numeric string) or an ISO 8601 string."""
+    """A Sentry timestamp: epoch seconds or milliseconds (number or numeric string) or ISO 8601."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        return _seconds(float(value)) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             return parse_iso(value)
-        return number if math.isfinite(number) else None  # "nan", "inf": no time at all
+        return _seconds(number) if math.isfinite(number) else None  # "nan", "inf": no time at all
     return None
 
 
@@ -365,6 +372,21 @@ def _context(event: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
+# raven (Python, Node) and raven-js send Python logging's numbers; Sentry reads them as these names.
+NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
+
+
+def level_name(value: Any, exception: bool) -> str | None:
+    """The event's level as Sentry names it: numbers as logging's levels; none on an exception: error."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return NUMERIC_LEVELS.get(value) or _str(value)  # type: ignore[call-overload]
+    if isinstance(value, str) and (digits := value.strip()).isdigit() and len(digits) < 4:
+        return NUMERIC_LEVELS.get(int(digits)) or value
+    if (text := _str(value)) is not None:
+        return text
+    return "error" if exception else None
+
+
 def to_notice(
     event: dict[str, Any], eid: str, *, now: float, sent_at: Any = None, client_ip: str | None = None
 ) -> Notice:
@@ -389,11 +411,12 @@ def to_notice(
     for key, source in (
         ("hostname", "server_name"),
         ("release", "release"),
-        ("level", "level"),
         ("source", "logger"),
     ):
         if (value := _str(event.get(source))) is not None:
             notice[key] = value  # type: ignore[literal-required]
+    if (level := level_name(event.get("level"), bool(chain and chain[0]["type"]))) is not None:
+        notice["level"] = level
     if tags := [f"{k}:{v}" for k, v in bounds.cut(_pairs(event.get("tags")), bounds.MAX_TAGS, "tags")]:
         notice["tags"] = tags
     user = event.get("user")
@@ -421,6 +444,51 @@ def to_notice(
     return notice
 
 
+LOG_ITEM = "log"  # sentry-sdk with enable_logs: {"items": [log records]}
+MAX_LOG_RECORDS = 1000  # per log item
+
+
+def _attribute(value: Any) -> Any:
+    """A log attribute `{"value": v, "type": "string"}` as its value."""
+    return value.get("value") if isinstance(value, dict) and "value" in value else value
+
+
+def log_notices(payload: bytes, *, now: float, sent_at: Any = None) -> list[tuple[Notice, bytes]]:
+    """A `log` item's records, each a log notice at its level with the record as its raw payload
+    (ApiError when the item is not JSON)."""
+    data = _json_line(payload, "log item")
+    records = data.get("items")
+    if not isinstance(records, list):
+        return []
+    out: list[tuple[Notice, bytes]] = []
+    for record in bounds.cut(records, MAX_LOG_RECORDS, "log items"):
+        if not isinstance(record, dict):
+            continue
+        attributes = record.get("attributes")
+        attrs = {str(k): _attribute(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {}
+        notice: Notice = {
+            "protocol": "sentry",
+            "type": "log",
+            "exception": None,
+            "message": _str(record.get("body")),
+            "environment": _str(attrs.get("sentry.environment")) or "",
+            "occurred_at": occurred_at(record.get("timestamp"), sent_at, now),
+            "exceptions": [],
+        }
+        if (level := _str(record.get("level"))) is not None:
+            notice["level"] = {"warn": "warning"}.get(level, level)
+        for key, name in (("release", "sentry.release"), ("hostname", "server.address")):
+            if (value := _str(attrs.get(name))) is not None:
+                notice[key] = value  # type: ignore[literal-required]
+        if attrs:
+            notice["data"] = attrs
+        context = {k: record[k] for k in ("trace_id", "span_id", "severity_number") if k in record}
+        if context:
+            notice["context"] = context
+        out.append((notice, orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)))
+    return out
+
+
 def _lenient_event(payload: bytes) -> dict[str, Any]:
     """An event item as a JSON object; JSON only a lenient reader takes (NaN, 1e400) is read that way,
     since the envelope was answered 200 before its event was read."""
@@ -445,17 +513,35 @@ def decode(entry: RawNotice) -> list[Decoded]:
     sent_at, client_ip = facts.get("sent_at"), facts.get("ip")
     try:
         if facts.get("store"):
-            payloads = [entry.body]
+            payloads = [("event", entry.body)]
         else:
-            payloads = [item.payload for item in parse_envelope(entry.body).items if item.type == "event"]
+            payloads = [
+                (item.type, item.payload)
+                for item in parse_envelope(entry.body).items
+                if item.type in ("event", LOG_ITEM)
+            ]
     except ApiError as e:
         raise Undecodable(f"not a Sentry envelope: {e}") from e
     out: list[Decoded] = []
     reasons = []
-    for payload in payloads:
+    events = 0
+    for kind, payload in payloads:
+        if kind == LOG_ITEM:
+            try:
+                with bounds.noting() as cuts:
+                    logs = log_notices(payload, now=now, sent_at=sent_at)
+            except ApiError as e:
+                reasons.append(str(e))
+                continue
+            for log, record in logs:
+                for text in cuts:
+                    note(log, text)
+                out.append((log, record))
+            continue
         try:
             event = _lenient_event(payload)
-            eid = event_id(event, facts.get("event_id") if not out else None)
+            eid = event_id(event, facts.get("event_id") if not events else None)
+            events += 1
         except ApiError as e:
             reasons.append(str(e))
             continue
