@@ -17,6 +17,14 @@ from shared.settings import Settings
 from shared.web import json_response
 
 MESSAGE = ref("schemas", "Message")
+HOPTOAD_EXAMPLE = (
+    '<?xml version="1.0" encoding="UTF-8"?><notice version="2.3"><api-key>CLIENT_KEY</api-key>'
+    "<notifier><name>Airbrake Notifier</name><version>3.1.6</version></notifier>"
+    "<error><class>RuntimeError</class><message>RuntimeError: boom</message><backtrace>"
+    '<line method="index" file="[PROJECT_ROOT]/app/controllers/users_controller.rb" number="14"/>'
+    "</backtrace></error><server-environment><environment-name>production</environment-name>"
+    "</server-environment></notice>"
+)
 DETAIL = ref("schemas", "SentryError")
 
 
@@ -480,6 +488,42 @@ def _ops() -> dict[str, Schema]:
             },
         }
     }
+    hoptoad_text = {"type": "string"}
+    hoptoad = {
+        "post": {
+            "tags": ["Hoptoad"],
+            "operationId": "hoptoadNotice",
+            "summary": "Submit a Hoptoad / Airbrake notifier API v2 XML notice (Errbit's endpoint)",
+            "description": "The key is the notice's `<api-key>` (or any of the generic forms when it has none). "
+            "No DTDs, entities or external references. Errors answer as Errbit: plain text, 422 for XML that "
+            "is not well-formed or a missing or unknown key.",
+            "security": [],
+            "parameters": [ENCODING],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    media: {"schema": hoptoad_text, "example": HOPTOAD_EXAMPLE}
+                    for media in ("application/xml", "text/xml")
+                },
+            },
+            "responses": {
+                "200": answer("Queued: `<notice><id/><url/></notice>`", hoptoad_text, "application/xml"),
+                **{
+                    str(code): answer(text, hoptoad_text, "text/plain")
+                    for code, text in (
+                        (400, "Empty body, or not valid in its Content-Encoding"),
+                        (403, "A user-scoped token, or an origin the project does not allow"),
+                        (408, "The body did not arrive in time"),
+                        (413, "Body over the size cap"),
+                        (415, "Unsupported Content-Encoding"),
+                        (422, "Not well-formed (or DTD-bearing) XML, no <notice>, or a missing or unknown key"),
+                        (429, "The project's rate limit is exhausted"),
+                        (503, "The queue is unavailable or its backlog is over the limit"),
+                    )
+                },
+            },
+        }
+    }
     xl_security: list[Schema] = [
         {name: []} for name in ("ApiKeyHeader", "Bearer", "Basic", "ApiKeyQuery", "AccessTokenQuery")
     ]
@@ -600,6 +644,8 @@ def _ops() -> dict[str, Schema]:
         "/api/{project_id}/store/": store,
         "/api/{project_id}/store": renamed(store, "sentryStoreNoSlash"),
         "/api/v3/projects/{project_id}/notices": airbrake,
+        "/notifier_api/v2/notices": hoptoad,
+        "/notifier_api/v2/notices.xml": renamed(hoptoad, "hoptoadNoticeXml"),
         "/api/v4/projects/{project_id}/deploys": {
             "post": {
                 "tags": ["Airbrake"],

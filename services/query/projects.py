@@ -47,6 +47,9 @@ SETTINGS = {
     "retention_days": _int_range(1, 3650),
     "max_notices_per_error": _int_range(10, 10_000_000),
     "allowed_origins": keys.valid_origins,  # browser pages that may submit (services/gateway/cors.py)
+    # what a notice whose protocol carries no environment is filed under ("" = none); the worker keeps
+    # attaching such notices to errors stored environment-less (services/worker/environments.py)
+    "default_environment": lambda v: v is None or isinstance(v, str) and len(v) <= 100 and "\x00" not in v,
 }
 
 

@@ -14,10 +14,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from services.worker import deploys, descriptions, maintenance, pipeline, store
+from services.worker import deploys, descriptions, environments, maintenance, pipeline, store
 from services.worker.pipeline import Row, Rules
 from shared import stream
 from shared.db import Conn, ensure_partitions
+from shared.protocols.ingest import default_environment
 from shared.scrub import fields_for
 from shared.settings import Settings
 from shared.stream import GROUP, ensure_group
@@ -104,6 +105,7 @@ class Consumer:
                 patterns("app_patterns"),
                 patterns("library_patterns"),
                 isinstance(limit, int) and not isinstance(limit, bool) and limit > 0,
+                default_environment(settings),
             )
             self._rules[project_id] = rules
         return rules
@@ -226,6 +228,7 @@ class Consumer:
     async def commit(self, entries: list[Entry], batch: pipeline.Batch) -> None:
         """Write a decoded batch in one transaction, dead-letter what was refused, XACK it all."""
         dead = list(batch.dead)
+        await environments.adopt(self.pool, batch)  # rows given the default join environment-less errors
         if batch.deploys:  # Airbrake deploys the gateway queued (it never writes PostgreSQL itself)
             dead += await deploys.write(self.pool, batch.deploys)
         size = self.s.batch_size

@@ -59,6 +59,7 @@ class Rules:
     app_patterns: tuple[str, ...] = ()
     library_patterns: tuple[str, ...] = ()
     rate_limited: bool = False  # the project has a per-minute limit: count every notice against it
+    default_environment: str = "production"  # for notices whose protocol carries none ("": none given)
 
 
 @dataclass(slots=True)
@@ -74,10 +75,13 @@ class Batch:
     # The gateway counts a request as one notice; a body that held n counts n - 1 more here, in the
     # rate window the gateway counted it in: (project id, window start in ms) -> extra notices.
     uncounted: dict[tuple[int, int], int] = field(default_factory=dict)
+    # Indexes into rows of notices given the project's default environment (services/worker/environments.py).
+    defaulted: list[int] = field(default_factory=list)
 
     def extend(self, other: Batch) -> None:
         for key, n in other.uncounted.items():
             self.uncounted[key] = self.uncounted.get(key, 0) + n
+        self.defaulted += [len(self.rows) + i for i in other.defaulted]
         self.rows += other.rows
         self.row_entries += other.row_entries
         self.descriptions += other.descriptions
@@ -164,8 +168,10 @@ def legacy_row(entry: LegacyNotice, scrub_fields: frozenset[str] | None = DEFAUL
     )
 
 
-def raw_rows(entry: RawNotice, rules: Rules) -> list[Row]:
-    """Decode a raw entry with its protocol; one row per notice its body holds (Undecodable: none)."""
+def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None) -> list[Row]:
+    """Decode a raw entry with its protocol; one row per notice its body holds (Undecodable: none).
+
+    A notice without an environment gets the project's default; its row's index goes to `defaulted`."""
     protocol = BY_NAME.get(entry.protocol)
     if protocol is None:
         raise Undecodable(f"unknown protocol {entry.protocol!r}")
@@ -175,12 +181,19 @@ def raw_rows(entry: RawNotice, rules: Rules) -> list[Row]:
     first_id, first_loc = uuid.UUID(entry.notice_id), uuid.UUID(entry.location_id)
     rows = []
     for n, (notice, raw) in enumerate(decoded):
+        given = not notice["environment"] and bool(rules.default_environment)
+        if given:
+            notice["environment"] = rules.default_environment
         if n == 0 and entry.fingerprint is not None and entry.error_id is not None:
             fp, eid, gv = entry.fingerprint, entry.error_id, entry.grouping_version or VERSION
+            if given and eid != ids.error_id(entry.project_id, rules.default_environment, fp):
+                notice["environment"], given = "", False  # grouped environment-less at the gateway
         else:
             fp = fingerprint(notice, rules.app_patterns, rules.library_patterns)
             eid, gv = ids.error_id(entry.project_id, notice["environment"], fp), VERSION
         nid, loc = ids.nth_notice_id(first_id, n), ids.nth_location_id(first_loc, n)
+        if given and defaulted is not None:
+            defaulted.append(len(rows))
         rows.append(row(nid, loc, entry.project_id, eid, fp, gv, notice, raw, rules.scrub))
     return rows
 
@@ -202,7 +215,9 @@ def process(entries: Iterable[tuple[bytes, dict[Any, Any]]], rules: Callable[[in
                 made = [legacy_row(entry, rules(entry.project_id).scrub)]
             else:
                 project_rules = rules(entry.project_id)
-                made = raw_rows(entry, project_rules)
+                marks: list[int] = []
+                made = raw_rows(entry, project_rules, marks)
+                batch.defaulted += [len(batch.rows) + i for i in marks]
                 if len(made) > 1 and project_rules.rate_limited:
                     key = (entry.project_id, ids.uuid7_ms(entry.notice_id))
                     batch.uncounted[key] = batch.uncounted.get(key, 0) + len(made) - 1

@@ -17,7 +17,7 @@ from shared.frames import parse_line
 from shared.model import Notice
 from shared.protocols import bounds
 from shared.protocols.base import Decoded, Protocol, Undecodable, note
-from shared.protocols.ingest import Ids, authenticate, body, patterns, queue
+from shared.protocols.ingest import Ids, authenticate, body, default_environment, patterns, queue
 from shared.stream import RawNotice
 from shared.timeutil import iso
 from shared.web import ApiError, checked_field, json_object, json_response, validation_failed
@@ -71,6 +71,8 @@ async def post_notice(request: web.Request) -> web.Response:
     data = json_object(raw)
     bounds.check_depth(raw, data)
     notice = parse_notice(data)
+    if not notice["environment"]:  # filed as the worker files it (services/worker/environments.py)
+        notice["environment"] = default_environment(project.settings)
     fp = fingerprint(notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"))
     eid = ids.error_id(project.id, notice["environment"], fp)
     new = Ids.new()

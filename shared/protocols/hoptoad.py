@@ -30,7 +30,7 @@ from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.crashlog import strip_root
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.stream import RawNotice
-from shared.web import ApiError, Handler
+from shared.web import ApiError, Handler, credential
 
 NAME = "hoptoad"
 XML_TYPE = "application/xml"
@@ -230,6 +230,7 @@ async def post_notice(request: web.Request) -> web.StreamResponse:
         raise ApiError(422, str(e)) from e
     if root != "notice":
         raise ApiError(422, "The provided XML was not well-formed: the root element is not <notice>")
+    key = key or credential(request)  # a notice without <api-key>: the forms every route takes
     if not key:
         raise ApiError(422, "Your API key is unknown")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -89,6 +90,15 @@ def rate_limited(limit: int, retry_after: int) -> ApiError:
 def limit_of(project: Project) -> int | None:
     value = project.settings.get("rate_limit_per_minute")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+DEFAULT_ENVIRONMENT = "production"
+
+
+def default_environment(settings: dict[str, Any]) -> str:
+    """A project's `default_environment` setting: what a notice without one is filed under ("" = none)."""
+    value = settings.get("default_environment", DEFAULT_ENVIRONMENT)
+    return value if isinstance(value, str) else DEFAULT_ENVIRONMENT
 
 
 def patterns(project: Project, name: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import pathlib
 from shared import ids
 from shared.fingerprint import fingerprint
 from tests.bench.stack import Project
-from tests.conftest import drain
+from tests.conftest import drain, reload_keys
 from tests.grouping import corpus, wire
 
 PINS = pathlib.Path(__file__).with_name("pinned.json")
@@ -45,11 +45,24 @@ async def observed(gateway, consumer, pool, project) -> dict[str, list[list[str]
     return out
 
 
+async def set_settings(pool, project_id: int, settings: dict, gateway, consumer) -> None:
+    """Merge project settings and make the gateway's key cache and the worker see them at once."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE projects SET settings = settings || $2::jsonb WHERE id = $1", project_id, settings
+        )
+    await reload_keys(gateway)
+    await consumer.load_projects()
+
+
 def corpus_fingerprints() -> dict[str, str]:
     return {c.name: fingerprint(c.notice) for c in corpus.CORPUS}
 
 
 async def test_error_ids_of_real_requests_are_pinned(gateway, consumer, pool, project):
+    # The pins predate the per-project default environment: pinned with none ("", the old behaviour);
+    # the default itself is tested in tests/integration/test_default_environment.py.
+    await set_settings(pool, project.id, {"default_environment": ""}, gateway, consumer)
     got = await observed(gateway, consumer, pool, project)
     if os.environ.get("FAULTLINE_WRITE_PINS") == "1":  # regenerate: only with a grouping version change
         PINS.write_text(

@@ -30,6 +30,8 @@ RULES: dict[str, dict[str, object]] = {
     "ingest": {NONE: 401, WRONG: 401, CLIENT: OK, OTHER: OK, USER: 403},
     # Ingest naming a project in its path: only that project's key.
     "ingest_project": {NONE: 401, WRONG: 401, CLIENT: OK, OTHER: 403, USER: 403},
+    # Hoptoad v2 XML: the key is in the body (or any generic form); Errbit answers a missing or unknown key 422.
+    "ingest_xml": {NONE: 422, WRONG: 422, CLIENT: OK, OTHER: OK, USER: 403},
     # Reads and management: user tokens only.
     "user": {NONE: 401, WRONG: 401, CLIENT: 403, OTHER: 403, USER: OK},
     # Creating a deploy of a named project: a user token, or that project's own client key (issue 15).
@@ -84,6 +86,7 @@ def envelope() -> bytes:
 JSON = {"Content-Type": "application/json"}
 EXCEPTIONER = orjson.dumps(notice(exception="ScopeError"))
 CRASHLOG = b'{"notifier": {"name": "t"}, "event": {"class_name": "ScopeError", "message": "m"}}'
+HOPTOAD = b'<notice version="2.3"><error><class>ScopeError</class><message>m</message></error></notice>'
 AIRBRAKE = b'{"errors": [{"type": "ScopeError", "message": "m", "backtrace": []}]}'
 
 # (service, method, route as registered, concrete path, kind, credential form, body)
@@ -95,6 +98,16 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("gateway", "GET", "/openapi.json", "/openapi.json", "public", api_key, None),
     ("gateway", "POST", "/v1/notices", "/v1/notices", "ingest", api_key, EXCEPTIONER),
     ("gateway", "POST", "/notify", "/notify", "ingest", api_key, CRASHLOG),
+    ("gateway", "POST", "/notifier_api/v2/notices", "/notifier_api/v2/notices", "ingest_xml", api_key, HOPTOAD),
+    (
+        "gateway",
+        "POST",
+        "/notifier_api/v2/notices.xml",
+        "/notifier_api/v2/notices.xml",
+        "ingest_xml",
+        api_key,
+        HOPTOAD,
+    ),
     (
         "gateway",
         "POST",
