@@ -228,6 +228,11 @@ async def test_events_and_a_user_description_from_the_node_client(
         assert (log["source"], log["message"], log["level"]) == ("app.checkout", "cart saved", "info")
         assert usage["source"] == "export-csv"
         assert missing["source"] == "/missing/page"
+        # their names are their messages (issue 18), in the error list as in the notice
+        assert (usage["message"], missing["message"]) == ("export-csv", "/missing/page")
+        for kind, name in (("usage", "export-csv"), ("404", "/missing/page")):
+            url = f"{stack.query_url}/v1/errors?project_id={project.id}&type={kind}"
+            assert [e["message"] for e in await get_json(session, url, user_token)] == [name]
         assert (await client.call("stop"))["queued"] == 0
 
 

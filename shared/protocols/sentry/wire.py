@@ -550,6 +550,6 @@ def decode(entry: RawNotice) -> list[Decoded]:
         for text in cuts:
             note(notice, text)
         out.append((notice, payload))
-    if not out:
+    if not out and (reasons or not any(kind == LOG_ITEM for kind, _ in payloads)):
         raise Undecodable("; ".join(reasons) or "envelope holds no event item")
-    return out
+    return out  # empty only for log items without records
