@@ -158,3 +158,10 @@ def exceptionless(error: dict[str, Any], stack: dict[str, Any] | None = None) ->
 def exceptionless_simple(type_: str, message: str, stack_trace: str) -> Notice:
     """An Exceptionless event with ``@simple_error``: the stack is one string."""
     return _notice("exceptionless", [{"type": type_, "message": message, "frames": parse_text(stack_trace)}])
+
+
+def hoptoad(xml: str) -> Notice:
+    """A Hoptoad / Airbrake v2 XML notice, through the protocol's own decoder (no mapping assumed)."""
+    from shared.protocols.hoptoad import parse_notice
+
+    return parse_notice(xml.encode())

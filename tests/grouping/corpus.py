@@ -21,6 +21,7 @@ from tests.grouping.builders import (
     exceptioner,
     exceptionless,
     exceptionless_simple,
+    hoptoad,
     sentry,
 )
 
@@ -2402,5 +2403,108 @@ case(
                 {"name": "parseRow", "file_name": "/app/src/import.js", "line_number": 12, "column": 3}
             ],
         }
+    ),
+)
+
+
+# =====================================================================================================
+# Hoptoad / Airbrake v2 XML (shared/protocols/hoptoad.py decodes these; nothing is mapped by hand)
+# =====================================================================================================
+
+
+def v2_xml(
+    cls: str,
+    message: str,
+    lines: list[tuple[str, int, str]],
+    root: str = "",
+    notifier: str = "Airbrake Notifier",
+) -> str:
+    backtrace = "".join(f'<line number="{n}" file="{f}" method="{m}"/>' for f, n, m in lines)
+    project_root = f"<project-root>{root}</project-root>" if root else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><notice version="2.3"><api-key>k</api-key>'
+        f"<notifier><name>{notifier}</name><version>3.1.6</version></notifier>"
+        f"<error><class>{cls}</class><message>{cls}: {message}</message><backtrace>{backtrace}</backtrace></error>"
+        f"<server-environment>{project_root}<environment-name>production</environment-name></server-environment>"
+        "</notice>"
+    )
+
+
+def _gem_lines(lines: list[str]) -> list[tuple[str, int, str]]:
+    """Exceptioner-style `file:line:in `method'` lines as v2 `<line>` attributes."""
+    out = []
+    for text in lines:
+        file, number, rest = text.split(":", 2)
+        out.append((file, int(number), rest.split("in ", 1)[1].strip("`'")))
+    return out
+
+
+case(
+    "ruby/hoptoad v2 XML, airbrake gem 3.x, release dir as project-root",
+    "ruby-user-full-name",
+    hoptoad(
+        v2_xml(
+            "NoMethodError",
+            "undefined method `upcase' for nil:NilClass",
+            [
+                ("/srv/shop/releases/20240301120000/app/models/user.rb", 42, "full_name"),
+                ("/srv/shop/releases/20240301120000/app/controllers/users_controller.rb", 10, "show"),
+                *_gem_lines(RAILS_6),
+            ],
+            root="/srv/shop/releases/20240301120000",
+        )
+    ),
+)
+case(
+    "ruby/hoptoad v2 XML, hoptoad_notifier [PROJECT_ROOT] lines, lines moved",
+    "ruby-user-full-name",
+    hoptoad(
+        v2_xml(
+            "NoMethodError",
+            "undefined method `upcase' for nil:NilClass",
+            [
+                ("[PROJECT_ROOT]/app/models/user.rb", 49, "full_name"),
+                ("[PROJECT_ROOT]/app/controllers/users_controller.rb", 11, "show"),
+                *_gem_lines(RAILS_7_LABELS),
+            ],
+            notifier="Hoptoad Notifier",
+        )
+    ),
+)
+case(
+    "ruby/hoptoad v2 XML, Order#total (the same bug as the Exceptioner and CrashLog reports)",
+    "ruby-order-total",
+    hoptoad(
+        v2_xml(
+            "NoMethodError",
+            "undefined method `upcase' for nil:NilClass",
+            [
+                ("[PROJECT_ROOT]/app/models/order.rb", 17, "total"),
+                ("[PROJECT_ROOT]/app/controllers/orders_controller.rb", 8, "show"),
+                *_gem_lines(RAILS_6),
+            ],
+        )
+    ),
+)
+case(
+    "python/hoptoad v2 XML, PyPI errbit client, oldest frame first",
+    "py-billing-charge",
+    hoptoad(
+        v2_xml(
+            "KeyError",
+            "'currency'",
+            [
+                ("/usr/local/lib/python3.11/site-packages/django/core/handlers/exception.py", 55, "inner"),
+                (
+                    "/usr/local/lib/python3.11/site-packages/django/core/handlers/base.py",
+                    197,
+                    "_get_response",
+                ),
+                ("/srv/shop/shop/views.py", 41, "checkout"),
+                ("/srv/shop/shop/billing.py", 90, "charge"),
+            ],
+            root="/srv/shop",
+            notifier="errbit",
+        )
     ),
 )

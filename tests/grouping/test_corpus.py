@@ -30,7 +30,9 @@ def test_corpus_is_big_and_varied() -> None:
     for prefix in LANGUAGES:
         assert sum(n.startswith(prefix) for n in names) >= 4, prefix
     protocols = Counter(c.notice["protocol"] for c in CORPUS)
-    assert set(protocols) == {"exceptioner", "crashlog", "sentry", "airbrake", "exceptionless"}, protocols
+    assert set(protocols) == {"exceptioner", "crashlog", "sentry", "airbrake", "exceptionless", "hoptoad"}, (
+        protocols
+    )
     sizes = Counter(c.group for c in CORPUS)
     assert sum(1 for n in sizes.values() if n > 1) >= 20  # plenty of "same" verdicts, not only "different"
 
