@@ -271,5 +271,5 @@ async def test_cors_preflight_on_the_v2_route(gateway):
 async def test_ingest_counted_per_protocol(gateway, consumer, project: ProjectInfo):
     await post(gateway, ERRBIT_FIXTURE.format(key=project.key))
     text = await (await gateway.get("/metrics")).text()
-    assert re.search(r'notices_accepted_total\{protocol="hoptoad"\} [1-9]', text)
+    assert re.search(r'\w*notices_accepted_total\{protocol="hoptoad"\} [1-9]', text)
     await drain(consumer)
