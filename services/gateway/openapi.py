@@ -511,12 +511,18 @@ def _ops() -> dict[str, Schema]:
                 **{
                     str(code): answer(text, hoptoad_text, "text/plain")
                     for code, text in (
-                        (400, "Empty body, or not valid in its Content-Encoding"),
+                        (
+                            400,
+                            "Empty body, not valid in its Content-Encoding, or nested deeper than 128 levels",
+                        ),
                         (403, "A user-scoped token, or an origin the project does not allow"),
                         (408, "The body did not arrive in time"),
                         (413, "Body over the size cap"),
                         (415, "Unsupported Content-Encoding"),
-                        (422, "Not well-formed (or DTD-bearing) XML, no <notice>, or a missing or unknown key"),
+                        (
+                            422,
+                            "Not well-formed (or DTD-bearing) XML, no <notice>, or a missing or unknown key",
+                        ),
                         (429, "The project's rate limit is exhausted"),
                         (503, "The queue is unavailable or its backlog is over the limit"),
                     )

@@ -16,7 +16,7 @@ malformed body or a bad key is answered before anything is queued. Answers follo
 from __future__ import annotations
 
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -41,6 +41,10 @@ OLDEST_FIRST = frozenset({"errbit"})  # PyPI `errbit` (4teamwork/errbit-python)
 # ---- parsing (pure) --------------------------------------------------------------------------
 
 
+class TooDeep(ValueError):
+    """Elements nested deeper than bounds.MAX_BODY_DEPTH (the limit JSON bodies have too)."""
+
+
 class _KeyOnly:
     """A parser target that builds nothing: it keeps the text of the root's `<api-key>` child."""
 
@@ -52,6 +56,8 @@ class _KeyOnly:
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         self.depth += 1
+        if self.depth > bounds.MAX_BODY_DEPTH:
+            raise TooDeep(f"XML nested deeper than {bounds.MAX_BODY_DEPTH} levels")
         if self.depth == 1:
             self.root = tag
         self.in_key = self.depth == 2 and tag == "api-key"
@@ -68,9 +74,33 @@ class _KeyOnly:
         return None
 
 
+class _Bounded:
+    """A TreeBuilder that refuses elements nested deeper than bounds.MAX_BODY_DEPTH."""
+
+    def __init__(self) -> None:
+        self.tree = TreeBuilder()
+        self.depth = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        self.depth += 1
+        if self.depth > bounds.MAX_BODY_DEPTH:
+            raise TooDeep(f"XML nested deeper than {bounds.MAX_BODY_DEPTH} levels")
+        return self.tree.start(tag, attrs)
+
+    def end(self, tag: str) -> Element:
+        self.depth -= 1
+        return self.tree.end(tag)
+
+    def data(self, text: str) -> None:
+        self.tree.data(text)
+
+    def close(self) -> Element:
+        return self.tree.close()
+
+
 def _parse(raw: bytes, target: Any = None) -> Any:
     """Run the safe parser over the whole body; ValueError when it is not well-formed, safe XML."""
-    parser = DefusedXMLParser(target=target, forbid_dtd=True)
+    parser = DefusedXMLParser(target=target if target is not None else _Bounded(), forbid_dtd=True)
     try:
         parser.feed(raw)
         return parser.close()
@@ -226,6 +256,8 @@ async def post_notice(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "Need a data params in GET or raw post data")
     try:
         root, key = api_key(raw)
+    except TooDeep as e:
+        raise ApiError(400, str(e)) from e
     except ValueError as e:
         raise ApiError(422, str(e)) from e
     if root != "notice":

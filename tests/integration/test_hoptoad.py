@@ -273,3 +273,28 @@ async def test_ingest_counted_per_protocol(gateway, consumer, project: ProjectIn
     text = await (await gateway.get("/metrics")).text()
     assert re.search(r'\w*notices_accepted_total\{protocol="hoptoad"\} [1-9]', text)
     await drain(consumer)
+
+
+async def test_hostile_bodies_are_bounded(gateway, query, consumer, project, user_token):
+    # Elements nested past 128 levels: refused at the gateway (400), as nested JSON is.
+    deep = "<a>" * 5000 + "x" + "</a>" * 5000
+    body = f'<notice version="2.3"><api-key>{project.key}</api-key><error><class>E</class><message>{deep}</message></error></notice>'
+    status, text, _ = await post(gateway, body)
+    assert (status, "nested deeper than 128" in text) == (400, True)
+    # 20,000 backtrace lines and a var tree 100 levels deep: stored, cut and truncated, each noted.
+    lines = '<line file="[PROJECT_ROOT]/app/a.rb" number="1" method="m"/>' * 20000
+    params = '<var key="a">' * 100 + "x" + "</var>" * 100
+    body = (
+        f'<notice version="2.3"><api-key>{project.key}</api-key><error><class>E</class><message>m</message>'
+        f"<backtrace>{lines}</backtrace></error><request><params>{params}</params></request></notice>"
+    )
+    status, text, _ = await post(gateway, body)
+    assert status == 200
+    _, location_id = answer_ids(text)
+    await drain(consumer)
+    n = await located(query, user_token, location_id)
+    assert len(n["exceptions"][0]["frames"]) == 500
+    depth, value = 0, n["parameters"]
+    while isinstance(value, dict):
+        depth, value = depth + 1, value["a"]
+    assert value == "[Truncated]" and depth < 100
