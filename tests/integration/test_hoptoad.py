@@ -281,15 +281,15 @@ async def test_hostile_bodies_are_bounded(gateway, query, consumer, project, use
     body = f'<notice version="2.3"><api-key>{project.key}</api-key><error><class>E</class><message>{deep}</message></error></notice>'
     status, text, _ = await post(gateway, body)
     assert (status, "nested deeper than 128" in text) == (400, True)
-    # 20,000 backtrace lines and a var tree 100 levels deep: stored, cut and truncated, each noted.
-    lines = '<line file="[PROJECT_ROOT]/app/a.rb" number="1" method="m"/>' * 20000
+    # 2,000 backtrace lines and a var tree 100 levels deep: stored, cut and truncated, each noted.
+    lines = '<line file="a.rb" number="1" method="m"/>' * 2000
     params = '<var key="a">' * 100 + "x" + "</var>" * 100
     body = (
         f'<notice version="2.3"><api-key>{project.key}</api-key><error><class>E</class><message>m</message>'
         f"<backtrace>{lines}</backtrace></error><request><params>{params}</params></request></notice>"
     )
     status, text, _ = await post(gateway, body)
-    assert status == 200
+    assert status == 200, text
     _, location_id = answer_ids(text)
     await drain(consumer)
     n = await located(query, user_token, location_id)
