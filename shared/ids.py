@@ -31,6 +31,11 @@ class _Entropy:
 _entropy = _Entropy()
 
 
+def request_id() -> str:
+    """16 random hex digits naming one HTTP request in logs and its X-Request-Id answer."""
+    return f"{_entropy.take(8):016x}"
+
+
 def location_id() -> str:
     """A fresh random UUIDv4 as text (what /locate looks notices up by)."""
     value = _entropy.take(16) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)

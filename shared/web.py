@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextvars
 import logging
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -17,6 +16,7 @@ import orjson
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
+from shared import ids
 from shared.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, status counts, and the error mapping; no traceback ever reaches a client."""
-    rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    rid = request.headers.get("X-Request-Id", "")[:64] or ids.request_id()
     request_id.set(rid)
     metrics = request.app.get(METRICS)
     try:
