@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from services.gateway import openapi
 from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
@@ -75,7 +75,7 @@ async def metrics(request: web.Request) -> web.Response:
                 value = stats.get(field.encode())
                 if value is not None:
                     m.set(metric, float(value), worker=name)
-    except (RedisError, OSError, ResponseError):
+    except (RedisError, RedisClusterException, OSError, ResponseError):
         m.inc("metrics_scrape_errors_total")
     return web.Response(
         text=m.render(),

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from services.worker import deploys, descriptions, environments, maintenance, pipeline, store
 from services.worker.pipeline import Row, Rules
@@ -441,7 +441,7 @@ class Consumer:
                     next_chores = time.monotonic() + max(1.0, self.s.claim_idle_ms / 2000)
                 ahead = await self.run_pipelined(self.s.block_ms, ahead)
                 backoff = 0.5
-            except (*TRANSIENT, RedisError) as e:
+            except (*TRANSIENT, RedisError, RedisClusterException) as e:
                 ahead = None
                 if isinstance(e, ResponseError) and "NOGROUP" in str(e):
                     await self.setup_groups()
