@@ -145,7 +145,7 @@ def parse_notice(raw: bytes) -> Notice:
         "exceptions": chain,
     }
     notifier = context.get("notifier")
-    if isinstance(notifier, dict) and notifier.get("name") in OLDEST_FIRST:
+    if isinstance(notifier, dict) and isinstance(name := notifier.get("name"), str) and name in OLDEST_FIRST:
         note(notice, "backtrace sent oldest frame first (kept as sent, as Airbrake does)")
     if file := next((f["file"] for f in first["frames"] if f["file"]), None):
         notice["file"] = file
