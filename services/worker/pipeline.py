@@ -179,7 +179,7 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
     if len(decoded) > ids.MAX_NTH + 1:
         raise Undecodable(f"{len(decoded)} notices in one body")
     first_id, first_loc = uuid.UUID(entry.notice_id), uuid.UUID(entry.location_id)
-    rows = []
+    rows: list[Row] = []
     for n, (notice, raw) in enumerate(decoded):
         given = not notice["environment"] and bool(rules.default_environment)
         if given:

@@ -174,10 +174,10 @@ async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -
     if not events:
         if logs:  # log items alone: queued whole, no event id to store once by
             new = Ids.new()
-            facts = _sent_at(env)
+            log_facts = _sent_at(env)
             if request.remote:
-                facts["ip"] = request.remote
-            entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", facts)
+                log_facts["ip"] = request.remote
+            entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", log_facts)
             await queue(request, project, [entry])
         return json_response({"id": wire.event_id({}, header_id)} if header_id else {})
     for item in events:

@@ -379,7 +379,8 @@ NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fata
 def level_name(value: Any, exception: bool) -> str | None:
     """The event's level as Sentry names it: numbers as logging's levels; none on an exception: error."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return NUMERIC_LEVELS.get(value) or _str(value)  # type: ignore[call-overload]
+        whole = value if isinstance(value, int) else int(value) if value.is_integer() else None
+        return (NUMERIC_LEVELS.get(whole) if whole is not None else None) or _str(value)
     if isinstance(value, str) and (digits := value.strip()).isdigit() and len(digits) < 4:
         return NUMERIC_LEVELS.get(int(digits)) or value
     if (text := _str(value)) is not None:
