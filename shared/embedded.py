@@ -251,8 +251,11 @@ def _clear_stale_valkey(pidfile: pathlib.Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def start_redis(data_dir: pathlib.Path, port: int | None = None, appendonly: bool = True) -> EmbeddedServer:
-    """Start valkey-server on 127.0.0.1 with data in ``data_dir/redis`` (AOF, fsync everysec, by default)."""
+def start_redis(
+    data_dir: pathlib.Path, port: int | None = None, appendonly: bool = True, appendfsync: str = "everysec"
+) -> EmbeddedServer:
+    """Start valkey-server on 127.0.0.1 with data in ``data_dir/redis`` (AOF, fsync everysec, by default;
+    `always` for FAULTLINE_ACK=fsync, where an answer waits for the fsync: ~0.5 ms instead of ~100 ms)."""
     t0 = time.monotonic()
     rdir = (data_dir / "redis").resolve()
     rdir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +264,7 @@ def start_redis(data_dir: pathlib.Path, port: int | None = None, appendonly: boo
     port = port or free_port()
     config: dict[str, Any] = {"pidfile": str(pidfile), "appendonly": "yes" if appendonly else "no"}
     if appendonly:
-        config["appendfsync"] = "everysec"
+        config["appendfsync"] = appendfsync
     vs = ValkeyServer(port=port, host="127.0.0.1", data_dir=rdir, config=config, persist=True)
     try:
         vs.start(timeout=START_TIMEOUT)

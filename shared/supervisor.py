@@ -114,7 +114,10 @@ def up(settings: Settings) -> int:
                 pg_url = servers[-1].url
                 print(f"faultline: embedded PostgreSQL at {pg_url}", flush=True)
             if not redis_url:
-                servers.append(start_redis(settings.data_dir))
+                # FAULTLINE_ACK=fsync (the embedded default) waits for each flush's fsync: with `always`
+                # that is the next event-loop turn, with everysec the next ~100 ms tick.
+                fsync = "everysec" if settings.ack == "memory" else "always"
+                servers.append(start_redis(settings.data_dir, appendfsync=fsync))
                 redis_url = servers[-1].url
                 print(f"faultline: embedded Redis-compatible server at {redis_url}", flush=True)
             settings = settings.with_urls(pg_url, redis_url)

@@ -58,6 +58,7 @@ class Node:
     dir: Path
     cluster: bool = False
     appendonly: bool = True
+    appendfsync: str = "everysec"
     port: int = 0
     started: bool = False
     proc: subprocess.Popen[bytes] | None = None
@@ -86,7 +87,7 @@ class Node:
     def _start(self, timeout: float) -> bool:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [valkey_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
-        args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec"]
+        args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync]
         args += ["--save", "", "--protected-mode", "no"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]

@@ -112,7 +112,7 @@ async def test_redis_sigkill_under_load_in_fsync_mode_loses_no_acknowledged_noti
     settings: Settings, tmp_path: Path
 ) -> None:
     assert settings.database_url
-    server = Node(tmp_path / "valkey").start()
+    server = Node(tmp_path / "valkey", appendfsync="always").start()
     env = service_env(settings.database_url, server.url, FAULTLINE_ACK="fsync")
     gw = Service("services.gateway", env, tmp_path / "gateway.log").start()
     wk = Service("services.worker", env, tmp_path / "worker.log").start()
@@ -158,6 +158,16 @@ async def test_fsync_mode_says_at_start_up_when_the_server_cannot_promise_it(tmp
             assert len(await publisher.publish([{b"m": b"x"}], project_id=1)) == 1
         finally:
             runner.cancel()
+        await r.aclose()
+    finally:
+        server.stop()
+    # With an AOF fsynced once a second, answers would wait for that tick: said too, mode kept.
+    server = Node(tmp_path / "valkey-everysec", appendfsync="everysec").start()
+    try:
+        r = stream.connect(server.url)
+        publisher = stream.Publisher(r, stream.Layout("fsync-check", 4), 1000, stream.FSYNC)
+        warning = await publisher.check_ack()
+        assert warning and "appendfsync is everysec" in warning and publisher.fsync
         await r.aclose()
     finally:
         server.stop()
