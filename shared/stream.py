@@ -728,7 +728,7 @@ class Publisher:
             else:
                 await self._send(self._redis, calls)
             return
-        if self._refresh:
+        if self._refresh or not self._redis.nodes_manager.slots_cache:  # a failure, or no flush yet
             self._refresh = False
             try:
                 await self._redis.nodes_manager.initialize()

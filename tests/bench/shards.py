@@ -82,8 +82,11 @@ async def drop(name: str) -> None:
         await admin.close()
 
 
-async def fill(redis_url: str, layout: Layout, owned: list[Project], count: int) -> None:
-    """`count` raw Exceptioner notices over the projects (50 errors each), queued as a gateway would."""
+async def fill(
+    redis_url: str, layout: Layout, owned: list[Project], count: int, spread: bool = False
+) -> None:
+    """`count` raw Exceptioner notices over the projects (50 errors each), queued as a gateway would:
+    each project's in its shard, or (`spread`) each 500-notice chunk in the next shard round-robin."""
     r = stream.connect(redis_url)
     publisher = Publisher(r, layout, 1 << 40)
     runner = asyncio.create_task(publisher.run())
@@ -95,7 +98,8 @@ async def fill(redis_url: str, layout: Layout, owned: list[Project], count: int)
             tpls = templates(project, 50)
             notices = [stream.encode(raw_notice(project, tpls[i % 50], now + i)) for i in range(per)]
             for k in range(0, per, 500):
-                jobs.append(publisher.publish(notices[k : k + 500], project_id=project.id))
+                shard_of = len(jobs) if spread else project.id  # the publisher shards by this number
+                jobs.append(publisher.publish(notices[k : k + 500], project_id=shard_of))
         await asyncio.gather(*jobs)
     finally:
         runner.cancel()
@@ -112,7 +116,14 @@ async def stored(dsn: str) -> int:
 
 
 async def drain(
-    redis_url: str, dsn: str, owned: list[Project], shards: int, workers: int, n: int, tmp: Path
+    redis_url: str,
+    dsn: str,
+    owned: list[Project],
+    shards: int,
+    workers: int,
+    n: int,
+    tmp: Path,
+    spread: bool = False,
 ) -> float:
     """Notices stored per second by `workers` worker processes over `shards` shards."""
     conn = await asyncpg.connect(dsn, timeout=5)
@@ -138,7 +149,7 @@ async def drain(
             assert p.proc is not None
             p.proc.send_signal(signal.SIGSTOP)
         total = n // len(owned) * len(owned)
-        await fill(redis_url, Layout(prefix, shards), owned, total)
+        await fill(redis_url, Layout(prefix, shards), owned, total, spread)
         t0 = time.monotonic()
         for p in procs:
             assert p.proc is not None
@@ -196,7 +207,7 @@ async def accepted(
 async def suite(cfg: Config, tmp: Path) -> dict[str, object]:
     name = f"faultline_shards_{uuid.uuid4().hex[:8]}"
     dsn, owned = await database(name)
-    out: dict[str, object] = {"drain": {}, "ack": {}}
+    out: dict[str, object] = {"drain": {}, "ack": {}, "hot": {}}
     cluster = None
     try:
         servers = [("one Redis", REDIS_URL)]
@@ -213,6 +224,15 @@ async def suite(cfg: Config, tmp: Path) -> dict[str, object]:
                     rate = statistics.median(rates)
                     out["drain"][f"{label}|{shards}|{workers}"] = rate  # type: ignore[index]
                     log(f"drain {label} shards={shards} workers={workers}: {rate:.0f} notices/s")
+        # The shard choice: one hot project's backlog in its own shard (project-affine, as the gateway
+        # does) or spread over all 16, drained by 2 workers that read every shard either way.
+        for placement in ("affine", "spread"):
+            rates = [
+                await drain(REDIS_URL, dsn, owned[:1], 16, 2, cfg.notices, tmp, placement == "spread")
+                for _ in range(cfg.runs)
+            ]
+            out["hot"][placement] = statistics.median(rates)  # type: ignore[index]
+            log(f"hot project {placement}: {out['hot'][placement]:.0f} notices/s")  # type: ignore[index]
         for mode, appendfsync in ACKS:
             rate, p50 = await accepted(mode, appendfsync, owned, dsn, tmp, cfg.wrk_seconds)
             out["ack"][f"{mode}|{appendfsync}"] = (rate, p50)  # type: ignore[index]
@@ -244,6 +264,14 @@ def render(R: dict[str, object], cfg: Config) -> str:
         for shards in cfg.shards:
             cells = [f"{drains.get(f'{label}|{shards}|{w}', 0):,.0f}" for w in cfg.workers]
             lines.append(f"| {label} | {shards} | " + " | ".join(cells) + " |")
+    hot: dict[str, float] = R.get("hot", {})  # type: ignore[assignment]
+    if hot:
+        lines += ["", "One hot project (all notices one project's, 50 errors), 16 shards, 2 workers:", ""]
+        lines += ["| placement | notices/s |", "| --- | --- |"]
+        lines.append(
+            f"| project-affine: its one shard (what the gateway does) | {hot.get('affine', 0):,.0f} |"
+        )
+        lines.append(f"| spread over all 16 shards | {hot.get('spread', 0):,.0f} |")
     lines += [
         "",
         f"Gateway, single Exceptioner POSTs, wrk 32 connections for {cfg.wrk_seconds} s, one process:",

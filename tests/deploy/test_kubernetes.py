@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from shared.settings import Settings
+from shared.stream import Layout
 from tests.deploy.tools import KUBE, by_kind, documents, manifests, need, run
 
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes the manifests promise to apply on
@@ -129,18 +130,28 @@ async def test_scaled_object_scales_the_worker_on_the_consumer_groups_lag(consum
     jsonschema.validate(so, SCALED_OBJECT)
     spec = so["spec"]
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]  # one always runs maintenance
-    (trigger,) = spec["triggers"]
-    meta = trigger["metadata"]
-    assert trigger["type"] == "redis-streams" and set(meta) <= REDIS_STREAMS_KEYS
-    assert int(meta["lagCount"]) > 0 and "pendingEntriesCount" not in meta  # lag, not pending
+    triggers = spec["triggers"]
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert trigger["type"] == "redis-streams" and set(meta) <= REDIS_STREAMS_KEYS
+        assert int(meta["lagCount"]) > 0 and "pendingEntriesCount" not in meta  # lag, not pending
+    # Every worker reads every shard: the shards' lags are summed into one target.
+    modifiers = spec["advanced"]["scalingModifiers"]
+    assert sorted(modifiers["formula"].split(" + ")) == sorted(t["name"] for t in triggers)
+    assert int(modifiers["target"]) > 0 and modifiers["metricType"] == "AverageValue"
 
-    # The stream and the group the code really reads: ask the Redis the test worker joined.
+    # The streams and the group the code really reads: every shard of the ConfigMap's prefix and
+    # shard count, and the group the test worker joined on each.
     env = settings_env()
-    prefix = env.get("FAULTLINE_STREAM_PREFIX", Settings().stream_prefix)
-    assert meta["stream"] == Settings(stream_prefix=prefix).notices_stream
-    groups = await redis.xinfo_groups(settings.notices_stream)
-    names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
-    assert meta["consumerGroup"] in names, names
+    s = Settings.from_env(env)
+    assert [t["metadata"]["stream"] for t in triggers] == [
+        shard.stream for shard in Layout(s.stream_prefix, s.stream_shards).shards
+    ]
+    for shard in Layout(settings.stream_prefix, settings.stream_shards).shards:
+        groups = await redis.xinfo_groups(shard.stream)
+        names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
+        assert {t["metadata"]["consumerGroup"] for t in triggers} <= names, names
+    meta = triggers[0]["metadata"]
 
     # The target is the worker Deployment, and the address it names is in that container's env.
     (target,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == spec["scaleTargetRef"]["name"]]
