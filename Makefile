@@ -34,6 +34,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench.shards
 
 bench-smoke: install
 	$(BIN)/python -m tests.bench --smoke

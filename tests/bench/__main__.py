@@ -341,12 +341,14 @@ async def suite(cfg: Config, workdir: Path, with_profiles: bool = False) -> Resu
 
 
 def keep_soak(text: str, out: Path) -> str:
-    """Carry over the `make soak` section (tests/soak.py writes it between markers) from the old file."""
+    """Carry over the sections other runs write between markers from the old file: `make soak`'s
+    (tests/soak.py) and the shards benchmark's (tests/bench/shards.py)."""
     old = out.read_text() if out.exists() else ""
-    start, end = old.find("<!-- soak:start -->"), old.find("<!-- soak:end -->")
-    if start < 0 or end < 0:
-        return text
-    return text.rstrip("\n") + "\n\n" + old[start : end + len("<!-- soak:end -->")] + "\n"
+    for name in ("shards", "soak"):
+        start, end = old.find(f"<!-- {name}:start -->"), old.find(f"<!-- {name}:end -->")
+        if start >= 0 and end >= 0:
+            text = text.rstrip("\n") + "\n\n" + old[start : end + len(f"<!-- {name}:end -->")] + "\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

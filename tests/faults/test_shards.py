@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from redis.crc import key_slot
@@ -97,6 +98,25 @@ async def test_cluster_gateways_and_workers_store_every_notice_once(
             shard = stream.Layout(prefix, Settings().stream_shards).for_project(pid)
             info = shard_node(cluster, prefix, pid).client().xinfo_stream(shard.stream)
             assert int(info["entries-added"]) >= 150
+        # /metrics sums the shards over the cluster's nodes: everything queued is acknowledged.
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                async with http.get(f"{urls[0]}/metrics") as resp:
+                    text = await resp.text()
+                gauges = dict(
+                    line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("faultline_stream")
+                )
+                if (
+                    gauges.get("faultline_stream_consumer_lag") == "0"
+                    and gauges.get("faultline_stream_pending") == "0"
+                ):
+                    break
+                assert time.monotonic() < deadline, gauges
+                await asyncio.sleep(0.2)
+        assert (
+            gauges["faultline_stream_shards"] == "16" and "faultline_metrics_scrape_errors_total" not in text
+        )
     finally:
         for svc in gateways + workers:
             svc.stop()
