@@ -93,6 +93,19 @@ async def test_cluster_gateways_and_workers_store_every_notice_once(
             assert len(acked) == 150, (statuses, failures)
             stored = await assert_once(settings.database_url, pid, acked)
             report(f"cluster project {pid}", 150, len(acked), stored, statuses, failures)
+        # An entry an older gateway left in the pre-sharding key (its own slot) drains too: the
+        # workers look for that key with their chores and read it while it holds entries.
+        from tests.bench.fill import raw_notice, templates
+        from tests.bench.stack import Project
+
+        pid, key = owned[0]
+        old = raw_notice(Project(pid, key), templates(Project(pid, key), 1)[0], int(time.time() * 1000))
+        client = stream.connect(cluster.url)
+        try:
+            await client.xadd(stream.notices_stream(prefix), stream.encode(old))  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+        await wait_stored(settings.database_url, pid, {old.notice_id}, timeout=30)
         # Each master holds the shards of its slots: the entries went where the hash tags say.
         for pid, _ in owned:
             shard = stream.Layout(prefix, Settings().stream_shards).for_project(pid)
