@@ -272,7 +272,9 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
             if k in _FRAME_TEXT and isinstance(v, str):
                 g[k] = _scalar(v, fields)
             elif k in _FRAME_LINES and isinstance(v, list):
-                g[k] = [_scalar(line, fields) if isinstance(line, str) else scrub(line, fields, 4) for line in v]
+                g[k] = [
+                    _scalar(line, fields) if isinstance(line, str) else scrub(line, fields, 4) for line in v
+                ]
             elif v is None or type(v) is bool or (type(v) is int and -(10**12) < v < 10**12):
                 g[k] = v
             else:

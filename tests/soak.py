@@ -91,17 +91,30 @@ def stored_hostile(rng: random.Random, pid: int, key: str, i: int) -> tuple[str,
     kind = rng.choice(["deep_events", "nan_time", "far_future", "huge_ints", "long_lists", "secrets"])
     if kind == "deep_events":  # Exceptionless answers 202 before parsing: nesting past orjson's 1024
         body = b'{"type": "error", "message": "deep %d", "data": {"x": ' % i + _deep(1100) + b"}}"
-        return "/api/v2/events", body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, kind
+        return (
+            "/api/v2/events",
+            body,
+            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            kind,
+        )
     if kind == "nan_time":
         event = b'{"timestamp": "nan", "message": "nan %d", "extra": {"n": [NaN, 1e400]}}' % i
         envelope = b'{"event_id": "%s"}\n{"type": "event"}\n' % uuid.uuid4().hex.encode() + event + b"\n"
-        headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}", "Content-Type": "application/x-sentry-envelope"}
+        headers = {
+            "X-Sentry-Auth": f"Sentry sentry_key={key}",
+            "Content-Type": "application/x-sentry-envelope",
+        }
         return f"/api/{pid}/envelope/", envelope, headers, kind
     if kind == "far_future":
-        body = b'{"notifier": {}, "event": {"class_name": "E", "message": "m%d", "timestamp": 300000000000}}' % i
+        body = (
+            b'{"notifier": {}, "event": {"class_name": "E", "message": "m%d", "timestamp": 300000000000}}' % i
+        )
         return f"/notify?auth_token={key}", body, {"Content-Type": "application/json"}, kind
     if kind == "huge_ints":
-        body = b'{"errors": [{"type": "E", "message": "m%d", "backtrace": [{"line": "99999999999999999999"}]}], ' % i
+        body = (
+            b'{"errors": [{"type": "E", "message": "m%d", "backtrace": [{"line": "99999999999999999999"}]}], '
+            % i
+        )
         body += b'"params": {"n": 18446744073709551616, "d": ' + _deep(100) + b"}}"
         return f"/api/v3/projects/{pid}/notices?key={key}", body, {"Content-Type": "application/json"}, kind
     if kind == "long_lists":

@@ -309,9 +309,7 @@ SCHEMAS: dict[str, Schema] = {
         {**PROJECT_FIELDS, "keys": array(ref("schemas", "Key"))}, [*PROJECT_FIELDS, "keys"]
     ),
     "Key": obj(KEY_FIELDS, list(KEY_FIELDS)),
-    "CreatedKey": obj(
-        {**KEY_FIELDS, "client_key": STR, "dsn": STR}, [*KEY_FIELDS, "client_key", "dsn"]
-    ),
+    "CreatedKey": obj({**KEY_FIELDS, "client_key": STR, "dsn": STR}, [*KEY_FIELDS, "client_key", "dsn"]),
     "NewKey": obj({"project_id": {"type": "integer", "minimum": 1}, "label": LABEL}, ["project_id"]),
     "Token": obj(TOKEN_FIELDS, list(TOKEN_FIELDS)),
     "CreatedToken": obj({**TOKEN_FIELDS, "token": STR}, [*TOKEN_FIELDS, "token"]),
@@ -442,7 +440,9 @@ def _key_paths() -> dict[str, Schema]:
                 "One more client key for a project (rotation); its secret is in this answer only",
                 {
                     "201": answer(
-                        "The key, with its secret", ref("schemas", "CreatedKey"), headers={"Location": ref("headers", "Location")}
+                        "The key, with its secret",
+                        ref("schemas", "CreatedKey"),
+                        headers={"Location": ref("headers", "Location")},
                     ),
                     **errors(400, 401, 403, 413, 415, 422),
                 },
@@ -483,7 +483,9 @@ def _key_paths() -> dict[str, Schema]:
                 "A user-scoped token; its secret is in this answer only",
                 {
                     "201": answer(
-                        "The token, with its secret", ref("schemas", "CreatedToken"), headers={"Location": ref("headers", "Location")}
+                        "The token, with its secret",
+                        ref("schemas", "CreatedToken"),
+                        headers={"Location": ref("headers", "Location")},
                     ),
                     **errors(400, 401, 403, 413, 415, 422),
                 },
@@ -765,7 +767,9 @@ def _paths() -> dict[str, Schema]:
                 "getProject",
                 "One project",
                 {
-                    "200": answer("The project and its live client keys (masked)", ref("schemas", "ProjectWithKeys")),
+                    "200": answer(
+                        "The project and its live client keys (masked)", ref("schemas", "ProjectWithKeys")
+                    ),
                     **errors(401, 403, 404),
                 },
                 tag="Projects",

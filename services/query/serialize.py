@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
+
+import asyncpg
 
 from shared.model import Frame
 from shared.timeutil import iso
+
+Row: TypeAlias = Mapping[str, Any] | asyncpg.Record  # a database row, or a dict shaped like one
 
 
 def frame_line(f: Mapping[str, Any]) -> str:
@@ -27,9 +31,7 @@ def backtrace(body: Mapping[str, Any] | None) -> list[str] | None:
     return [frame_line(f) for f in frames]
 
 
-def error(
-    row: Mapping[str, Any], body: Mapping[str, Any] | None = None, detail: bool = False
-) -> dict[str, Any]:
+def error(row: Row, body: Mapping[str, Any] | None = None, detail: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row["id"],
         "project_id": row["project_id"],
@@ -62,7 +64,7 @@ def error(
     return out
 
 
-def notice(row: Mapping[str, Any], detail: bool = False) -> dict[str, Any]:
+def notice(row: Row, detail: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": str(row["id"]),
         "error_id": row["error_id"],
@@ -100,7 +102,7 @@ def notice(row: Mapping[str, Any], detail: bool = False) -> dict[str, Any]:
     return out
 
 
-def deploy(row: Mapping[str, Any]) -> dict[str, Any]:
+def deploy(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "project_id": row["project_id"],

@@ -127,7 +127,9 @@ async def test_minimal_wrapped_payload_with_a_bearer_key(gateway, query, consume
     await drain(consumer)
     found = await located(query, location_id, user_token)
     assert found["payload"] == MINIMAL  # the payload itself, not the wrapper
-    assert found["error"]["exception"] == "E" and found["error"]["mode"] == "production"  # the project default
+    assert (
+        found["error"]["exception"] == "E" and found["error"]["mode"] == "production"
+    )  # the project default
 
 
 async def test_form_encoded_payload(gateway, query, consumer, project, user_token):

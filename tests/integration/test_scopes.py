@@ -98,7 +98,15 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("gateway", "GET", "/openapi.json", "/openapi.json", "public", api_key, None),
     ("gateway", "POST", "/v1/notices", "/v1/notices", "ingest", api_key, EXCEPTIONER),
     ("gateway", "POST", "/notify", "/notify", "ingest", api_key, CRASHLOG),
-    ("gateway", "POST", "/notifier_api/v2/notices", "/notifier_api/v2/notices", "ingest_xml", api_key, HOPTOAD),
+    (
+        "gateway",
+        "POST",
+        "/notifier_api/v2/notices",
+        "/notifier_api/v2/notices",
+        "ingest_xml",
+        api_key,
+        HOPTOAD,
+    ),
     (
         "gateway",
         "POST",

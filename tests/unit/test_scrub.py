@@ -56,15 +56,24 @@ def test_ids_that_pass_luhn_stay_but_integer_cards_and_pairs_go():
     assert out == {"id": 4111111111111111, "thread_id": "4111111111111111", "threadId": 4111111111111111}
     assert scrub({"amount": 5555555555554444})["amount"] == FILTERED
     assert scrub({"at_ms": 1700000000003, "at_us": 1700000000000008})["at_ms"] == 1700000000003  # times stay
-    assert scrub([["Authorization", "Bearer x"], ["Accept", "*/*"]]) == [["Authorization", FILTERED], ["Accept", "*/*"]]
+    assert scrub([["Authorization", "Bearer x"], ["Accept", "*/*"]]) == [
+        ["Authorization", FILTERED],
+        ["Accept", "*/*"],
+    ]
 
 
 def test_secrets_inside_urls_query_strings_and_header_lines():
     assert scrub("https://h/p?api_key=abc&page=2") == f"https://h/p?api_key={FILTERED}&page=2"
     assert scrub("/x?key=0123456789abcdef0123&sentry_key=k") == f"/x?key={FILTERED}&sentry_key={FILTERED}"
     assert scrub("postgres://app:s3cret@db/x") == f"postgres://app:{FILTERED}@db/x"
-    assert scrub("Cookie: sessionid=abc") == f"Cookie: {FILTERED}" and scrub("monkey=1&cache=2") == "monkey=1&cache=2"
-    assert scrub({"key": "value", "q": {"key": "0123456789abcdef0123"}}) == {"key": "value", "q": {"key": FILTERED}}
+    assert (
+        scrub("Cookie: sessionid=abc") == f"Cookie: {FILTERED}"
+        and scrub("monkey=1&cache=2") == "monkey=1&cache=2"
+    )
+    assert scrub({"key": "value", "q": {"key": "0123456789abcdef0123"}}) == {
+        "key": "value",
+        "q": {"key": FILTERED},
+    }
 
 
 def test_escaped_names_and_depth_in_the_raw_payload():
