@@ -40,6 +40,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise SettingsError(f"{name}={raw!r} is not one of 1, 0, true, false, yes, no, on, off")
+    return raw in ("1", "true", "yes", "on")
+
+
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -79,6 +88,13 @@ class Settings:
     shutdown_grace: float = 10.0
     maintenance_interval: float = 600.0  # seconds between retention / partition passes
     health_file: pathlib.Path | None = None  # a worker's heartbeat, for container probes
+    # Webhooks (README "Webhooks"): private and loopback receivers are refused unless allowed.
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0  # seconds a receiver gets to answer
+    webhook_attempts: int = 10  # tries before a delivery is marked failed
+    webhook_backoff: float = 10.0  # seconds before the first retry; doubles each time (with jitter)
+    webhook_concurrency: int = 2  # requests in flight per hook, per worker process
+    webhook_rate: float = 10.0  # requests started per second per hook, per worker process
 
     @property
     def notices_stream(self) -> str:
@@ -133,6 +149,12 @@ class Settings:
             shutdown_grace=_float(e, "FAULTLINE_SHUTDOWN_GRACE", d.shutdown_grace),
             maintenance_interval=_float(e, "FAULTLINE_MAINTENANCE_INTERVAL", d.maintenance_interval),
             health_file=pathlib.Path(e["FAULTLINE_HEALTH_FILE"]) if e.get("FAULTLINE_HEALTH_FILE") else None,
+            webhook_allow_private=_flag(e, "FAULTLINE_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_timeout=_float(e, "FAULTLINE_WEBHOOK_TIMEOUT", d.webhook_timeout),
+            webhook_attempts=_int(e, "FAULTLINE_WEBHOOK_ATTEMPTS", d.webhook_attempts, 1, 100),
+            webhook_backoff=_float(e, "FAULTLINE_WEBHOOK_BACKOFF", d.webhook_backoff),
+            webhook_concurrency=_int(e, "FAULTLINE_WEBHOOK_CONCURRENCY", d.webhook_concurrency, 1, 100),
+            webhook_rate=_float(e, "FAULTLINE_WEBHOOK_RATE", d.webhook_rate),
         )
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:
@@ -161,6 +183,12 @@ class Settings:
             "FAULTLINE_KEY_REFRESH": str(self.key_refresh),
             "FAULTLINE_SHUTDOWN_GRACE": str(self.shutdown_grace),
             "FAULTLINE_MAINTENANCE_INTERVAL": str(self.maintenance_interval),
+            "FAULTLINE_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "0",
+            "FAULTLINE_WEBHOOK_TIMEOUT": str(self.webhook_timeout),
+            "FAULTLINE_WEBHOOK_ATTEMPTS": str(self.webhook_attempts),
+            "FAULTLINE_WEBHOOK_BACKOFF": str(self.webhook_backoff),
+            "FAULTLINE_WEBHOOK_CONCURRENCY": str(self.webhook_concurrency),
+            "FAULTLINE_WEBHOOK_RATE": str(self.webhook_rate),
         }
         if self.database_url:
             env["FAULTLINE_DATABASE_URL"] = self.database_url

@@ -20,6 +20,7 @@ from services.query import (
     pages,
     projects,
     stats,
+    webhooks,
 )
 from services.query import keys as lifecycle
 from services.query.reads import READS, ReadRouter, routing
@@ -97,4 +98,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(pages.routes())
     app.add_routes(exceptionless_config.routes())
     app.add_routes(dead_letters.routes())
+    app.add_routes(webhooks.routes())
     return app

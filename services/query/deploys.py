@@ -13,6 +13,7 @@ from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
 from services.query.reads import read_conn
 from services.query.state import KEYS, POOL
+from shared import webhooks
 from shared.keys import Credential
 from shared.web import ApiError, json_response, validation_failed
 
@@ -122,6 +123,9 @@ async def create_deploy(request: web.Request) -> web.Response:
                 fields["repository"],
                 fields["revision"],
             )
+            assert row is not None
+            # deploy.created for the project's hooks, committed with the deploy
+            await webhooks.deploy_created(conn, row["id"], row["project_id"])
             resolved = 0
             if fields["resolve_errors"]:
                 # As Hoptoad did: a deploy resolves the environment's open errors; new notices reopen them.

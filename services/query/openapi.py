@@ -796,6 +796,7 @@ def _paths() -> dict[str, Schema]:
             ),
         },
         **_key_paths(),
+        **_webhook_paths(),
         "/api/v2/projects/{id}/config": {
             "get": op(
                 "getClientConfiguration",
@@ -906,6 +907,18 @@ def _paths() -> dict[str, Schema]:
     }
 
 
+def _webhook_paths() -> dict[str, Schema]:
+    from services.query import webhooks_spec  # it builds on this module's helpers
+
+    return webhooks_spec.paths()
+
+
+def _webhook_schemas() -> dict[str, Schema]:
+    from services.query import webhooks_spec
+
+    return webhooks_spec.SCHEMAS
+
+
 def spec(settings: Settings) -> dict[str, Any]:
     """The query service's OpenAPI 3.0.3 document; URLs in it are this deployment's."""
     return {
@@ -926,6 +939,7 @@ def spec(settings: Settings) -> dict[str, Any]:
                 "Deploys",
                 "Projects",
                 "Keys",
+                "Webhooks",
                 "Exceptionless",
                 "Location",
                 "Pages",
@@ -934,7 +948,7 @@ def spec(settings: Settings) -> dict[str, Any]:
         ],
         "paths": _paths(),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **_webhook_schemas()},
             "responses": _error_responses(),
             "headers": HEADERS,
             "parameters": PARAMETERS,

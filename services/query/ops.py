@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from services.query import openapi
+from services.query import openapi, webhooks
 from services.query.state import POOL, READ_POOL, SETTINGS
 from shared.db import ping
 from shared.stream import connect
@@ -51,6 +52,11 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.describe("http_responses_total", "counter", "Responses by status")  # listed from the first scrape
+    webhooks.describe(m)
+    try:
+        await webhooks.report(request.app, m)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        m.inc("metrics_scrape_errors_total")
     return web.Response(text=m.render(), content_type="text/plain", charset="utf-8")
 
 

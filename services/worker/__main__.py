@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-from services.worker import health, store
+from services.worker import delivery, health, store
 from services.worker.consumer import Consumer
 from shared import db, stream
 from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
@@ -38,6 +38,7 @@ async def serve() -> None:
         stream.is_cluster(redis),
     )
     task = asyncio.create_task(consumer.run(stop))
+    hooks = asyncio.create_task(delivery.run(settings, stop))  # webhooks: beside ingest, never in its way
     stopping = asyncio.create_task(stop.wait())
     beat = None
     if settings.health_file is not None:
@@ -69,6 +70,8 @@ async def serve() -> None:
         stopping.cancel()
         if not task.done():
             task.cancel()
+        with contextlib.suppress(Exception):  # it stops on `stop`; a crash of it must not hide the consumer's
+            await asyncio.wait_for(hooks, settings.webhook_timeout + 5)
         if beat is not None:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ import logging
 
 import asyncpg
 
+from services.worker import outbox
 from shared.stream import Deploy
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ async def write(pool: asyncpg.Pool, deploys: list[tuple[bytes, Deploy]]) -> list
     try:
         async with pool.acquire() as conn:
             await conn.execute(
-                INSERT,
+                outbox.with_deploys(INSERT),  # deploy.created deliveries in the same statement
                 [d.project_id for _, d in deploys],
                 [d.environment for _, d in deploys],
                 [d.author for _, d in deploys],

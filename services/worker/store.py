@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.worker import collisions
+from services.worker import collisions, outbox
 from services.worker.pipeline import COLUMNS
 from shared.db import Conn
 
@@ -97,5 +97,6 @@ async def write_batch(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> int:
         rows = await collisions.resolve(conn, list(rows))  # never a notice under another group's id
         await conn.copy_records_to_table("tmp_notices", records=rows, columns=COLUMNS)
         record = await conn.fetchrow(WRITE)
+        await outbox.record(conn)  # webhook events, committed with the notices that caused them
     assert record is not None
     return int(record[0])

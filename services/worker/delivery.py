@@ -1,0 +1,317 @@
+"""The webhook delivery loop: a task in every worker process (issue 19).
+
+Each pass claims due outbox rows (webhook_deliveries) with FOR UPDATE SKIP LOCKED, a few per hook, and
+leases them: status `sending`, attempts + 1, next_attempt_at = the lease's end, committed at once, so
+no transaction stays open across an HTTP request. Each is POSTed, signed, under its stable delivery
+id, then marked delivered, or put back with exponential back-off and jitter, or failed after
+FAULTLINE_WEBHOOK_ATTEMPTS. A process killed between sending and marking leaves the row `sending`;
+when its lease runs out any worker claims it again and sends the same bytes under the same id.
+
+Per hook and per worker process: at most FAULTLINE_WEBHOOK_CONCURRENCY requests in flight and
+FAULTLINE_WEBHOOK_RATE started per second, so a burst of new errors queues in the table instead of
+flooding the receiver; ingest never waits for any of this (the outbox row is one statement per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from services.worker import hookbody
+from shared import db, webhooks
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+POLL = 0.5  # seconds between claims when nothing finished
+MAX_BACKOFF = 3600.0
+CLAIM_LIMIT = 200  # rows per claim, over all hooks
+RETENTION_DAYS = 7  # delivered and failed rows kept this long
+PRUNE_EVERY = 3600.0
+USER_AGENT = "Faultline-Webhooks/1"
+TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+CLAIM = """
+WITH due AS (
+    SELECT x.id
+    FROM webhooks h
+    CROSS JOIN LATERAL (
+        SELECT d.id FROM webhook_deliveries d
+        WHERE d.hook_id = h.id AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ) x
+    WHERE h.enabled AND h.id <> ALL ($2::bigint[])
+    LIMIT $3
+)
+UPDATE webhook_deliveries d
+SET status = 'sending', attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $4)
+FROM due, webhooks h
+WHERE d.id = due.id AND h.id = d.hook_id
+RETURNING d.id, d.hook_id, d.project_id, d.event, d.error_id, d.notice_id, d.deploy_id, d.body,
+          d.attempts, d.created_at, h.url, h.secret, h.format
+"""
+
+DELIVERED = """
+UPDATE webhook_deliveries SET status = 'delivered', last_status = $3, last_error = NULL, delivered_at = now()
+WHERE id = $1 AND attempts = $2
+"""
+RETRY = """
+UPDATE webhook_deliveries
+SET status = 'pending', last_status = $3, last_error = $4, next_attempt_at = now() + make_interval(secs => $5)
+WHERE id = $1 AND attempts = $2
+"""
+FAILED = """
+UPDATE webhook_deliveries SET status = 'failed', last_status = $3, last_error = $4
+WHERE id = $1 AND attempts = $2
+"""
+
+
+class RefusedAddress(OSError):
+    """The receiver's host is private, loopback or otherwise not public (FAULTLINE_WEBHOOK_ALLOW_PRIVATE)."""
+
+
+class PublicResolver(AbstractResolver):
+    """Resolves as aiohttp does, but never to an address that is not public: a hook's name cannot be
+    re-pointed at an internal service after its URL was checked."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if webhooks.public_address(r["host"])]
+        if not public:
+            raise RefusedAddress(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds before the next try after `attempts` failed ones: doubling, half of it jittered."""
+    delay = min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def headers(row: Any, body: bytes, now: float | None = None) -> dict[str, str]:
+    ts = int(time.time() if now is None else now)
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Faultline-Delivery": str(row["id"]),
+        "Faultline-Event": row["event"],
+        "Faultline-Attempt": str(row["attempts"]),
+        "Faultline-Timestamp": str(ts),
+        "Faultline-Signature": webhooks.sign(row["secret"], ts, body),
+    }
+
+
+class Deliverer:
+    """Claims, sends and marks deliveries. Tests call `run_once()`; `run()` loops until `stop`."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, session: aiohttp.ClientSession) -> None:
+        self.s = settings
+        self.pool = pool
+        self.session = session
+        self.inflight: dict[int, int] = {}
+        self._next_start: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self.stats = {"delivered": 0, "retried": 0, "failed": 0}
+
+    @property
+    def lease(self) -> float:
+        """How long a claimed row is ours: the pacing wait, the request, and a margin."""
+        return self.s.webhook_timeout + self.s.webhook_concurrency / self.s.webhook_rate + 5.0
+
+    async def claim(self) -> list[Any]:
+        busy = [hook for hook, n in self.inflight.items() if n > 0]
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(CLAIM, self.s.webhook_concurrency, busy, CLAIM_LIMIT, self.lease))
+
+    async def run_once(self) -> int:
+        """Claim what is due and send it all; returns how many were attempted."""
+        rows = await self.claim()
+        await asyncio.gather(*(self.send(row) for row in rows))
+        return len(rows)
+
+    async def send(self, row: Any) -> None:
+        """One attempt: the body (made once), paced per hook, POSTed, then the row marked."""
+        hook = row["hook_id"]
+        self.inflight[hook] = self.inflight.get(hook, 0) + 1
+        try:
+            body = row["body"]
+            if body is None:
+                body = await self._make_body(row)
+            await self._pace(hook)
+            status, problem = await self._post(row, body)
+            await self._mark(row, status, problem)
+        finally:
+            self.inflight[hook] -= 1
+            if not self.inflight[hook]:
+                del self.inflight[hook]
+            self._wake.set()
+
+    async def _make_body(self, row: Any) -> bytes:
+        async with self.pool.acquire() as conn:
+            data = await hookbody.payload(conn, row, self.s.public_url)
+            made = hookbody.encode(data, row["format"])
+            # coalesce: a body another worker already made (a lease that ran out) wins, so every
+            # attempt of this delivery sends the same bytes.
+            body: bytes = await conn.fetchval(
+                "UPDATE webhook_deliveries SET body = coalesce(body, $2) WHERE id = $1 RETURNING body",
+                row["id"],
+                made,
+            )
+        return body
+
+    async def _pace(self, hook: int) -> None:
+        now = time.monotonic()
+        start = max(now, self._next_start.get(hook, 0.0))
+        self._next_start[hook] = start + 1.0 / self.s.webhook_rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _post(self, row: Any, body: bytes) -> tuple[int | None, str | None]:
+        """(HTTP status, what went wrong) of one request; redirects are not followed."""
+        url = row["url"]
+        if not self.s.webhook_allow_private and _private_literal(url):
+            return None, "refused: not a public address"
+        try:
+            async with self.session.post(
+                url,
+                data=body,
+                headers=headers(row, body),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.s.webhook_timeout),
+            ) as resp:
+                await resp.content.read(4096)  # enough to finish a small answer; the rest is dropped
+                return resp.status, None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+        except TimeoutError:
+            return None, f"timeout after {self.s.webhook_timeout:g}s"
+        except RefusedAddress as e:
+            return None, f"refused: {e}"
+        except (aiohttp.ClientError, OSError) as e:
+            return None, f"{type(e).__name__}: {e}"[:500]
+
+    async def _mark(self, row: Any, status: int | None, problem: str | None) -> None:
+        attempts = row["attempts"]
+        async with self.pool.acquire() as conn:
+            if problem is None:
+                await conn.execute(DELIVERED, row["id"], attempts, status)
+                outcome = "delivered"
+            elif attempts >= self.s.webhook_attempts:
+                await conn.execute(FAILED, row["id"], attempts, status, problem)
+                outcome = "failed"
+            else:
+                delay = backoff(attempts, self.s.webhook_backoff)
+                await conn.execute(RETRY, row["id"], attempts, status, problem, delay)
+                outcome = "retried"
+        self.stats[outcome] += 1
+        log = logger.info if outcome == "delivered" else logger.warning
+        log(
+            "webhook %s delivery=%s hook=%s event=%s attempt=%d status=%s problem=%s",
+            outcome,
+            row["id"],
+            row["hook_id"],
+            row["event"],
+            attempts,
+            status,
+            problem,
+        )
+
+    async def prune(self) -> int:
+        """Forget delivered and failed rows past the retention (a bounded batch per pass)."""
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+                " WHERE status IN ('delivered', 'failed') AND created_at < now() - make_interval(days => $1)"
+                " LIMIT 10000)",
+                RETENTION_DAYS,
+            )
+        return int(status.rsplit(" ", 1)[1])
+
+    def _start(self, row: Any) -> None:
+        task = asyncio.create_task(self.send(row))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("webhook attempt failed error=%r", task.exception())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and send until `stop`; then give what is in flight the receiver timeout to finish."""
+        backoff_s = 0.5
+        next_prune = time.monotonic() + 60.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                for row in await self.claim():
+                    self._start(row)
+                if time.monotonic() >= next_prune:
+                    await self.prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                backoff_s = 0.5
+                wait = POLL
+            except TRANSIENT as e:
+                logger.warning("webhook claim failed, retrying in %.1fs error=%r", backoff_s, e)
+                wait, backoff_s = backoff_s, min(backoff_s * 2, 15.0)
+            except Exception:  # a bug here must not stop deliveries for good, nor the worker's ingest
+                logger.exception("webhook pass failed, retrying in %.1fs", backoff_s)
+                wait, backoff_s = backoff_s, min(backoff_s * 2, 15.0)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        if self._tasks:  # unmarked ones are re-sent after their lease, under the same delivery id
+            _, late = await asyncio.wait(set(self._tasks), timeout=self.s.webhook_timeout)
+            for task in late:
+                task.cancel()
+
+
+def _private_literal(url: str) -> bool:
+    """An IP-literal host that is not public (names are checked by PublicResolver when resolved)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not webhooks.public_address(host)
+
+
+def connector(settings: Settings) -> aiohttp.TCPConnector:
+    resolver = None if settings.webhook_allow_private else PublicResolver()
+    return aiohttp.TCPConnector(limit=100, resolver=resolver, ttl_dns_cache=60)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """The worker process's delivery task: its own small pool (never competing with batch writes for
+    a connection) and HTTP session."""
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with aiohttp.ClientSession(connector=connector(settings)) as session:
+            await Deliverer(settings, pool, session).run(stop)
+    finally:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.close(), 5)
