@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
-from shared import db, keys
+from shared import db, keys, webhooks_cli
 from shared.runtime import SERVERS_FILE, load_settings, resolve_urls, setup_logging
 from shared.settings import Settings
 
@@ -138,6 +138,12 @@ async def _project(conn: asyncpg.Connection, args: argparse.Namespace) -> None:
     _print({"id": args.id, "deleted": True})
 
 
+async def _webhook(settings: Settings, args: argparse.Namespace) -> None:
+    async with connect(settings) as conn:
+        await db.migrate(conn)
+        await webhooks_cli.run(settings, conn, args)
+
+
 def _service(module: str) -> Callable[[], None]:
     def run() -> None:
         mod = __import__(f"services.{module}.__main__", fromlist=["main"])
@@ -187,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_parser("list", help="live user tokens (masked), one JSON line each")
     trevoke = token.add_parser("revoke", help="revoke a user token (refused everywhere within a second)")
     trevoke.add_argument("id", type=int)
+    webhooks_cli.add_parser(sub)
     return p
 
 
@@ -208,9 +215,11 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_project_create(settings, args.name, args.label))
         elif args.command == "token" and args.action == "create":
             asyncio.run(_token_create(settings, args.label))
+        elif args.command == "webhook":
+            asyncio.run(_webhook(settings, args))
         else:
             asyncio.run(_lifecycle(settings, args))
-    except CommandError as e:
+    except (CommandError, webhooks_cli.WebhookCommandError) as e:
         print(json.dumps({"error": str(e)}), file=sys.stderr)
         sys.exit(e.status)
 

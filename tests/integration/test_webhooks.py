@@ -344,3 +344,47 @@ async def test_delivery_refuses_a_private_address_when_not_allowed(settings, poo
             "SELECT status, last_error FROM webhook_deliveries WHERE hook_id = $1", hook["id"]
         )
     assert row["status"] == "failed" and row["last_error"].startswith("refused")
+
+
+async def test_the_cli_manages_hooks(settings, project, tmp_path):
+    from tests.integration.test_keys_cli import Cli
+
+    cli = Cli(settings, tmp_path)
+    _, err = await cli.run(
+        "webhook",
+        "create",
+        "--project",
+        str(project.id),
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--event",
+        "error.new",
+        status=2,
+    )
+    assert "private" in err  # refused by default
+    cli.env["FAULTLINE_WEBHOOK_ALLOW_PRIVATE"] = "1"
+    (made,), _ = await cli.run(
+        "webhook",
+        "create",
+        "--project",
+        str(project.id),
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--event",
+        "error.new",
+        "--event",
+        "deploy.created",
+        "--format",
+        "slack",
+    )
+    assert made["secret"].startswith("whsec_") and made["events"] == ["error.new", "deploy.created"]
+    listed, _ = await cli.run("webhook", "list", "--project", str(project.id))
+    assert [h["id"] for h in listed] == [made["id"]] and "secret" not in listed[0]
+    (changed,), _ = await cli.run("webhook", "update", str(made["id"]), "--disable")
+    assert changed["enabled"] is False and changed["format"] == "slack"
+    (queued,), _ = await cli.run("webhook", "test", str(made["id"]))
+    deliveries, _ = await cli.run("webhook", "deliveries", str(made["id"]))
+    assert [d["id"] for d in deliveries] == [queued["id"]] and deliveries[0]["status"] == "pending"
+    await cli.run("webhook", "delete", str(made["id"]))
+    _, err = await cli.run("webhook", "show", str(made["id"]), status=1)
+    assert "not found" in err
