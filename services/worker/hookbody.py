@@ -116,7 +116,7 @@ def slack(data: Mapping[str, Any]) -> dict[str, Any]:
     headline = f"{title} in {project}" if project else title
     fallback = _cut(f"{headline}: {what}", SLACK_FALLBACK_LIMIT)
     link = links.get("notice_page") or links.get("error") or links.get("deploy")
-    section = f"*{_escape(headline)}*\n{_escape(what)}"
+    section = f"*{_escape(_cut(headline, 200))}*\n{_cut(_escape(what), SLACK_TEXT_LIMIT - 600)}"
     if link:
         section += f"\n<{link}|Open in Faultline>"
     blocks: list[dict[str, Any]] = [
