@@ -24,20 +24,32 @@ Version 1 rules, in order:
    outermost message with its variable parts replaced (``parameterize``).
 4. Non-error events (logs, feature usage, 404s, sessions): type + source + (for logs) message.
 
-``VERSION`` is stored with every error (errors.grouping_version); rules that would regroup existing
-errors get a new version instead of changing what this one produces.
+Version 2 (``VERSIONS``) is version 1 with one more rule in ``parameterize``: a run of two or more
+digits glued to the end of a word is a number too (``worker42``, ``shard17``, ``sha256`` ->
+``worker<num>``, ...), where version 1 keeps it (it only replaces numbers that stand alone or follow
+``_``). A message-grouped error that named a host, shard or job by number splits into one error per
+number under version 1 and is one error under version 2.
+
+Every version stays here as it was: ``VERSION`` is the one a project without a ``grouping_version``
+setting is grouped with (what every error was grouped with before versions were chosen per project),
+``LATEST`` the newest. Rules that would regroup existing errors get a new version instead of changing
+what an existing one produces; a project moves to it through a transition window (docs/grouping.md).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from shared.frames import grouping_facts, in_app
 from shared.model import ExceptionInfo, Notice
 
-VERSION = 1
+VERSION = 1  # a project without a grouping_version setting
+LATEST = 2
+VERSIONS = (1, 2)
 
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?[ap]m)?"
@@ -74,11 +86,13 @@ _PARAMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?<![a-z\d])\d+(?:\.\d+)?", "<num>"),  # 42, 3.14, order_1234 -- not utf8 or sha256
     )
 )
+# Version 2's addition: digits at the end of a word (worker42), not one digit (utf8, md5, ipv6).
+_GLUED_NUMBER = re.compile(r"(?<=[a-z])\d{2,}(?![a-z\d])", re.IGNORECASE)
 _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _MAX_PERIOD = 3  # longest repeated cycle of frames collapsed (mutual recursion a->b->a->b)
 
 
-def parameterize(message: str | None) -> str:
+def parameterize(message: str | None, version: int = VERSION) -> str:
     """The message's first line with numbers, ids, addresses, quoted values, ... replaced by placeholders."""
     if not message:
         return ""
@@ -88,6 +102,8 @@ def parameterize(message: str | None) -> str:
     text = text.splitlines()[0][:1000]
     for pattern, repl in _PARAMS:
         text = pattern.sub(repl, text)
+    if version >= 2:
+        text = _GLUED_NUMBER.sub("<num>", text)
     return text
 
 
@@ -154,14 +170,17 @@ def _stack_parts(
 
 
 def default_parts(
-    notice: Notice, app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()
+    notice: Notice,
+    app_patterns: tuple[str, ...] = (),
+    library_patterns: tuple[str, ...] = (),
+    version: int = VERSION,
 ) -> list[str]:
-    """The components rules 2-4 produce for a notice."""
+    """The components rules 2-4 of `version` produce for a notice."""
     kind = notice.get("type") or "error"
     if kind != "error":
         parts = [kind, notice.get("source") or ""]
         if kind == "log" or not parts[1]:
-            parts.append(parameterize(notice.get("message")))
+            parts.append(parameterize(notice.get("message"), version))
         return parts
     chain = notice.get("exceptions") or []
     stack = _stack_parts(chain, app_patterns, library_patterns)
@@ -172,7 +191,7 @@ def default_parts(
     ]
     first = chain[0] if chain else None
     message = (first and first.get("message")) or notice.get("message")
-    return ["message", *types, parameterize(message)]
+    return ["message", *types, parameterize(message, version)]
 
 
 def _digest(parts: Iterable[str]) -> str:
@@ -198,13 +217,18 @@ def _variable(name: str, notice: Notice, default: Callable[[], list[str]]) -> li
 
 
 def fingerprint(
-    notice: Notice, app_patterns: tuple[str, ...] = (), library_patterns: tuple[str, ...] = ()
+    notice: Notice,
+    app_patterns: tuple[str, ...] = (),
+    library_patterns: tuple[str, ...] = (),
+    version: int = VERSION,
 ) -> str:
-    """The 40-hex SHA-1 that decides which error a notice belongs to."""
+    """The 40-hex SHA-1 that decides which error a notice belongs to under the rules of `version`."""
+    if version not in VERSIONS:
+        raise ValueError(f"unknown grouping version {version}")
     client = notice.get("client_fingerprint")
 
     def default() -> list[str]:
-        return default_parts(notice, app_patterns, library_patterns)
+        return default_parts(notice, app_patterns, library_patterns, version)
 
     if not client:
         return _digest(default())
@@ -219,3 +243,35 @@ def fingerprint(
     if only_default:  # ["{{ default }}"] is exactly the default group
         return _digest(default())
     return _digest(["client", *expanded])
+
+
+def grouping_versions(settings: Mapping[str, Any]) -> tuple[int, int | None, int]:
+    """A project's (grouping version, version its transition window moves from, window end in Unix ms).
+
+    Settings as services/query/grouping.py writes them: ``grouping_version`` (absent: ``VERSION``)
+    and ``grouping_transition`` ``{"from": 1, "until": "<ISO time>"}`` while a window is open."""
+    version = settings.get("grouping_version")
+    if not isinstance(version, int) or version not in VERSIONS:
+        version = VERSION
+    transition = settings.get("grouping_transition")
+    if not isinstance(transition, Mapping):
+        return version, None, 0
+    previous, until = transition.get("from"), transition.get("until")
+    if not isinstance(previous, int) or previous not in VERSIONS or previous == version:
+        return version, None, 0
+    try:
+        end = dt.datetime.fromisoformat(str(until))
+    except ValueError:
+        return version, None, 0
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=dt.UTC)
+    return version, previous, int(end.timestamp() * 1000)
+
+
+def answering_version(settings: Mapping[str, Any], now_ms: int) -> int:
+    """The version whose derived id a synchronous answer names (Exceptioner's error_id).
+
+    Inside a transition window the previous one: a notice then goes to the error its previous-version
+    fingerprint has (services/worker/collisions.py), or the worker maps that fingerprint to where it went."""
+    version, previous, until = grouping_versions(settings)
+    return previous if previous is not None and now_ms < until else version

@@ -15,6 +15,7 @@ from services.query import (
     deploys,
     errors,
     exceptionless_config,
+    grouping,
     locate,
     ops,
     pages,
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ops.routes())
     app.add_routes([web.get("/", root), web.get("/healthz", health)])
     app.add_routes(errors.routes())
+    app.add_routes(grouping.routes())  # merge and split (docs/grouping.md)
     app.add_routes(deploys.routes())
     app.add_routes(projects.routes())
     app.add_routes(lifecycle.routes())

@@ -44,6 +44,37 @@ def path_int(request: web.Request, name: str, what: str) -> int:
     return value
 
 
+# An id that is no error's now: one merged into another (error_redirects), or one a client was
+# answered for a fingerprint that maps to another error (groupings.derived_id). services/query/grouping.py.
+RESOLVE = """
+SELECT coalesce(
+    (SELECT id FROM errors WHERE id = $1),
+    (SELECT r.error_id FROM error_redirects r JOIN errors e ON e.id = r.error_id WHERE r.id = $1),
+    (SELECT g.error_id FROM groupings g JOIN errors e ON e.id = g.error_id
+     WHERE g.derived_id = $1 ORDER BY g.grouping_version DESC, g.updated_at DESC LIMIT 1)
+)
+"""
+
+
+async def resolve_error(conn: Any, error_id: int) -> int | None:
+    """The id of the error `error_id` is, or now belongs to (after a merge); None when none."""
+    found: int | None = await conn.fetchval(RESOLVE, error_id)
+    return found
+
+
+async def resolved_id(request: web.Request, conn: Any, name: str = "id") -> int:
+    """The path's error id, resolved; 404 when it names no error, past or present."""
+    found = await resolve_error(conn, path_int(request, name, "Error"))
+    if found is None:
+        raise not_found("Error")
+    return found
+
+
+def answer(error_id: int, body: Any) -> web.Response:
+    """An error's JSON; Content-Location names it when the path asked by an id it was merged from."""
+    return json_response(body, headers={"Content-Location": f"/v1/errors/{error_id}"})
+
+
 async def list_errors(request: web.Request) -> web.Response:
     """Errors with the dashboard filters (environment, type, exception, q, since/until) and sorts."""
     require_user(request)
@@ -83,19 +114,20 @@ async def _error_detail(conn: Any, error_id: int) -> dict[str, Any]:
 
 async def get_error(request: web.Request) -> web.Response:
     require_user(request)
-    error_id = path_int(request, "id", "Error")
     async with read_conn(request) as conn:
-        return json_response(await _error_detail(conn, error_id))
+        error_id = await resolved_id(request, conn)
+        return answer(error_id, await _error_detail(conn, error_id))
 
 
 async def update_error(request: web.Request) -> web.Response:
     require_user(request)
-    error_id = path_int(request, "id", "Error")
+    path_int(request, "id", "Error")
     data = await json_hash(request)
     resolved = data.get("resolved")
     if "resolved" in data and not isinstance(resolved, bool):
         raise invalid("Error", "resolved")
     async with request.app[POOL].acquire() as conn:
+        error_id = await resolved_id(request, conn)
         if isinstance(resolved, bool):
             status = await conn.execute(
                 "UPDATE errors SET resolved = $2, resolved_at = CASE WHEN $2 THEN now() END,"
@@ -105,7 +137,7 @@ async def update_error(request: web.Request) -> web.Response:
             )
             if status.endswith(" 0"):
                 raise not_found("Error")
-        return json_response(await _error_detail(conn, error_id))
+        return answer(error_id, await _error_detail(conn, error_id))
 
 
 def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
@@ -126,10 +158,11 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
 async def list_notices(request: web.Request) -> web.Response:
     """An error's notices, newest first; `page` for random access, the `next` link's keyset cursor for depth."""
     require_user(request)
-    error_id = path_int(request, "error_id", "Error")
+    path_int(request, "error_id", "Error")
     cursor = _cursor(request.query.get("cursor"))
     page = Page.from_request(request, keyset=cursor is not None)
     async with read_conn(request) as conn:
+        error_id = await resolved_id(request, conn, "error_id")
         total = await conn.fetchval("SELECT stored_count FROM errors WHERE id = $1", error_id)
         if total is None:
             raise not_found("Error")
@@ -174,9 +207,10 @@ def notice_key(raw: str) -> tuple[uuid.UUID, dt.datetime]:
 
 async def get_notice(request: web.Request) -> web.Response:
     require_user(request)
-    error_id = path_int(request, "error_id", "Error")
+    path_int(request, "error_id", "Error")
     nid, received = notice_key(request.match_info["id"])
     async with read_conn(request) as conn:
+        error_id = await resolved_id(request, conn, "error_id")
         row = await conn.fetchrow(
             f"SELECT {NOTICE_COLUMNS}, body FROM notices"
             " WHERE id = $1 AND received_at = $2 AND error_id = $3",

@@ -217,6 +217,22 @@ SETTINGS_PATCH = {
                 " `*`); unset: any origin",
             )
         ),
+        "grouping_version": nullable(
+            {"type": "integer", "enum": [1, 2], "description": "Grouping rules (docs/grouping.md); unset: 1"}
+        ),
+        "grouping_window_days": nullable(
+            {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 365,
+                "description": "Transition window a version change opens (default 7)",
+            }
+        ),
+        "grouping_transition": {
+            "nullable": True,
+            "enum": [None],
+            "description": "Set by the server while a transition window is open; null closes it at once",
+        },
     },
 }
 KEY_FIELDS: dict[str, Schema] = {
@@ -797,6 +813,7 @@ def _paths() -> dict[str, Schema]:
         },
         **_key_paths(),
         **_webhook_paths(),
+        **_grouping_paths(),
         "/api/v2/projects/{id}/config": {
             "get": op(
                 "getClientConfiguration",
@@ -913,10 +930,22 @@ def _webhook_paths() -> dict[str, Schema]:
     return webhooks_spec.paths()
 
 
+def _grouping_paths() -> dict[str, Schema]:
+    from services.query import grouping_spec  # merge and split; it builds on this module's helpers
+
+    return grouping_spec.paths()
+
+
 def _webhook_schemas() -> dict[str, Schema]:
     from services.query import webhooks_spec
 
     return webhooks_spec.SCHEMAS
+
+
+def _grouping_schemas() -> dict[str, Schema]:
+    from services.query import grouping_spec
+
+    return grouping_spec.SCHEMAS
 
 
 def spec(settings: Settings) -> dict[str, Any]:
@@ -948,7 +977,7 @@ def spec(settings: Settings) -> dict[str, Any]:
         ],
         "paths": _paths(),
         "components": {
-            "schemas": {**SCHEMAS, **_webhook_schemas()},
+            "schemas": {**SCHEMAS, **_webhook_schemas(), **_grouping_schemas()},
             "responses": _error_responses(),
             "headers": HEADERS,
             "parameters": PARAMETERS,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, TypeGuard
 
 from aiohttp import web
 
+from services.query import grouping
 from services.query.auth import holds_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
@@ -13,7 +15,7 @@ from services.query.pagination import PROJECTS_PER_PAGE, Page
 from services.query.reads import read_conn
 from services.query.state import POOL
 from shared import keys
-from shared.timeutil import iso
+from shared.timeutil import UTC, iso
 from shared.web import ApiError, json_response
 
 COLUMNS = "id, name, settings, created_at, updated_at"
@@ -50,6 +52,10 @@ SETTINGS = {
     # what a notice whose protocol carries no environment is filed under ("" = none); the worker keeps
     # attaching such notices to errors stored environment-less (services/worker/environments.py)
     "default_environment": lambda v: v is None or isinstance(v, str) and len(v) <= 100 and "\x00" not in v,
+    # the grouping rules' version; changing it opens a transition window (services/query/grouping.py)
+    "grouping_version": grouping.valid_version,
+    "grouping_window_days": _int_range(0, 365),  # 0: the next version change opens none
+    "grouping_transition": lambda v: v is None,  # written by the server; null closes the window now
 }
 
 
@@ -127,7 +133,10 @@ async def update_project(request: web.Request) -> web.Response:
         raise invalid("name")
     set_keys = {k: v for k, v in patch.items() if v is not None}
     drop = [k for k, v in patch.items() if v is None]
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if "grouping_version" in patch:  # a new version opens its transition window
+            current = await conn.fetchval("SELECT settings FROM projects WHERE id = $1 FOR UPDATE", pid)
+            set_keys, drop = grouping.transition(current or {}, set_keys, drop, dt.datetime.now(UTC))
         row = await conn.fetchrow(
             "UPDATE projects SET settings = (settings || $2::jsonb) - $3::text[],"
             f" name = coalesce($4, name), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",

@@ -7,7 +7,7 @@ import datetime as dt
 from aiohttp import web
 
 from services.query.auth import require_user
-from services.query.errors import not_found, path_int
+from services.query.errors import not_found, path_int, resolve_error
 from services.query.filters import time_param
 from services.query.pagination import PROJECTS_PER_PAGE, Page, int_param, invalid
 from services.query.reads import read_conn
@@ -35,8 +35,10 @@ async def error_stats(request: web.Request) -> web.Response:
         raise invalid("Query", "since")
     step = INTERVALS[interval]
     async with read_conn(request) as conn:
-        if not await conn.fetchval("SELECT true FROM errors WHERE id = $1", error_id):
+        found = await resolve_error(conn, error_id)  # merged: the target's series
+        if found is None:
             raise not_found("Error")
+        error_id = found
         rows = await conn.fetch(
             """
             SELECT b.bucket, coalesce(sum(h.count), 0)::bigint AS count

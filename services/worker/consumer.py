@@ -18,6 +18,7 @@ from services.worker import deploys, descriptions, environments, maintenance, pi
 from services.worker.pipeline import Row, Rules
 from shared import stream
 from shared.db import Conn, ensure_partitions
+from shared.fingerprint import grouping_versions
 from shared.protocols.ingest import default_environment
 from shared.scrub import fields_for
 from shared.settings import Settings
@@ -106,6 +107,7 @@ class Consumer:
                 patterns("library_patterns"),
                 isinstance(limit, int) and not isinstance(limit, bool) and limit > 0,
                 default_environment(settings),
+                *grouping_versions(settings),  # version, and the transition window (docs/grouping.md)
             )
             self._rules[project_id] = rules
         return rules

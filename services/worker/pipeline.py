@@ -1,8 +1,10 @@
 """The worker's pure step: stream entries in; staging rows, descriptions and dead letters out. No I/O.
 
 Raw entries are decoded by their protocol (shared.protocols), fingerprinted with the project's
-patterns, given their error id, scrubbed, and turned into rows of the tmp_notices staging table
-(store.py). Format-1 entries (parsed by an older gateway) become rows as they are.
+patterns and the project's grouping version (and, in a transition window, the previous version too),
+given their derived error id, scrubbed, and turned into rows of the tmp_notices staging table
+(store.py; collisions.py maps fingerprints to the errors they belong to). Format-1 entries (parsed by
+an older gateway) become rows as they are.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ COLUMNS = (
     "file",
     "body",
     "raw",
+    # staged only, inside a transition window: the previous version's fingerprint, and that version
+    "previous_fingerprint",
+    "previous_version",
 )
 PROJECT_ID = COLUMNS.index("project_id")
 REFERENCE_ID = COLUMNS.index("reference_id")
@@ -60,6 +65,9 @@ class Rules:
     library_patterns: tuple[str, ...] = ()
     rate_limited: bool = False  # the project has a per-minute limit: count every notice against it
     default_environment: str = "production"  # for notices whose protocol carries none ("": none given)
+    grouping_version: int = VERSION
+    previous_version: int | None = None  # the version a transition window moves from
+    window_until_ms: int = 0  # notices received before this are fingerprinted with both versions
 
 
 @dataclass(slots=True)
@@ -118,6 +126,7 @@ def row(
     notice: Notice,
     raw: bytes | None,
     scrub_fields: frozenset[str] | None,
+    previous: tuple[str, int] | None = None,
 ) -> Row:
     """One staging row, secrets scrubbed; raises on anything that cannot be stored."""
     if scrub_fields is not None:
@@ -150,6 +159,7 @@ def row(
         _text(notice.get("file")),
         body,
         raw,
+        *(previous or (None, None)),
     )
 
 
@@ -184,17 +194,28 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
         given = not notice["environment"] and bool(rules.default_environment)
         if given:
             notice["environment"] = rules.default_environment
-        if n == 0 and entry.fingerprint is not None and entry.error_id is not None:
-            fp, eid, gv = entry.fingerprint, entry.error_id, entry.grouping_version or VERSION
+        gv = rules.grouping_version
+        if (
+            n == 0
+            and entry.fingerprint is not None
+            and entry.error_id is not None
+            and (entry.grouping_version or VERSION) == gv  # else the gateway's rules were not the project's
+        ):
+            fp, eid = entry.fingerprint, entry.error_id
             if given and eid != ids.error_id(entry.project_id, rules.default_environment, fp):
                 notice["environment"], given = "", False  # grouped environment-less at the gateway
         else:
-            fp = fingerprint(notice, rules.app_patterns, rules.library_patterns)
-            eid, gv = ids.error_id(entry.project_id, notice["environment"], fp), VERSION
+            fp = fingerprint(notice, rules.app_patterns, rules.library_patterns, gv)
+            eid = ids.error_id(entry.project_id, notice["environment"], fp)
         nid, loc = ids.nth_notice_id(first_id, n), ids.nth_location_id(first_loc, n)
+        previous = None
+        if rules.previous_version is not None and ids.uuid7_ms(nid) < rules.window_until_ms:
+            pv = rules.previous_version
+            pfp = fingerprint(notice, rules.app_patterns, rules.library_patterns, pv)
+            previous = (pfp, pv) if pfp != fp else None
         if given and defaulted is not None:
             defaulted.append(len(rows))
-        rows.append(row(nid, loc, entry.project_id, eid, fp, gv, notice, raw, rules.scrub))
+        rows.append(row(nid, loc, entry.project_id, eid, fp, gv, notice, raw, rules.scrub, previous))
     return rows
 
 

@@ -14,14 +14,21 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_notices (
     id uuid, received_at timestamptz, project_id integer, error_id bigint, location_id uuid,
     protocol text, type text, environment text, exception text, message text,
     occurred_at timestamptz, reference_id text, fingerprint text, grouping_version integer,
-    file text, body jsonb, raw bytea
+    file text, body jsonb, raw bytea, previous_fingerprint text,
+    previous_version integer
 ) ON COMMIT DELETE ROWS
 """
 
 # Notices first, ON CONFLICT DO NOTHING: only the rows really inserted count towards errors and
-# the hourly series, so a redelivered entry is counted once.
+# the hourly series, so a redelivered entry is counted once. $1-$6: the groupings rows the batch adds
+# (collisions.resolve), as arrays: one statement whatever their number.
 WRITE = """
-WITH ins AS (
+WITH mapped AS (
+    INSERT INTO groupings (project_id, environment, fingerprint, grouping_version, error_id, derived_id)
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
+    ORDER BY 1, 2, 3, 4  -- unique-index locks in one order across workers
+    ON CONFLICT DO NOTHING
+), ins AS (
     INSERT INTO notices (id, received_at, project_id, error_id, location_id, protocol, type,
                          environment, exception, message, occurred_at, reference_id, fingerprint,
                          body, raw)
@@ -75,8 +82,9 @@ WITH ins AS (
                                                 > coalesce(e.resolved_at, '-infinity')
                             THEN now() ELSE e.regressed_at END,
         updated_at = now()
+    -- Not the fingerprint: a merged error takes notices of all its fingerprints (the groupings table
+    -- decided that; collisions.resolve keeps other groups off an id).
     WHERE e.project_id = excluded.project_id AND e.environment = excluded.environment
-      AND e.fingerprint = excluded.fingerprint
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)
@@ -94,9 +102,11 @@ async def init_connection(conn: Conn) -> None:
 async def write_batch(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> int:
     """Store the rows in one transaction; returns how many notices were new."""
     async with conn.transaction():
-        rows = await collisions.resolve(conn, list(rows))  # never a notice under another group's id
+        # the mapped error, or the row's own id (never another group's)
+        rows, added = await collisions.resolve(conn, list(rows))
         await conn.copy_records_to_table("tmp_notices", records=rows, columns=COLUMNS)
-        record = await conn.fetchrow(WRITE)
+        mappings = [list(column) for column in zip(*added, strict=True)] if added else [[]] * 6
+        record = await conn.fetchrow(WRITE, *mappings)
         await outbox.record(conn)  # webhook events, committed with the notices that caused them
     assert record is not None
     return int(record[0])

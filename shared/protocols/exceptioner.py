@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from shared import ids
-from shared.fingerprint import VERSION, fingerprint
+from shared.fingerprint import answering_version, fingerprint
 from shared.frames import parse_line
 from shared.model import Notice
 from shared.protocols import bounds
@@ -73,10 +73,13 @@ async def post_notice(request: web.Request) -> web.Response:
     notice = parse_notice(data)
     if not notice["environment"]:  # filed as the worker files it (services/worker/environments.py)
         notice["environment"] = default_environment(project.settings)
-    fp = fingerprint(notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"))
-    eid = ids.error_id(project.id, notice["environment"], fp)
     new = Ids.new()
-    entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", {}, eid, fp, VERSION)
+    version = answering_version(project.settings, round(new.received_at * 1000))  # the worker maps its id
+    fp = fingerprint(
+        notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"), version
+    )
+    eid = ids.error_id(project.id, notice["environment"], fp)
+    entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", {}, eid, fp, version)
     await queue(request, project, [entry])
     stamp = iso(new.received_at)
     return json_response(

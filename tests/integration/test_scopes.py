@@ -267,6 +267,16 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
         None,
     ),
     ("query", "GET", "/v1/errors/{id}/stats", "/v1/errors/{eid}/stats", "user", api_key, None),
+    ("query", "POST", "/v1/errors/{id}/merge", "/v1/errors/{eid}/merge", "user", api_key, b'{"ids": [EID]}'),
+    (
+        "query",
+        "POST",
+        "/v1/errors/{id}/split",
+        "/v1/errors/{eid}/split",
+        "user",
+        api_key,
+        b'{"notice_id": "NID"}',
+    ),
     ("query", "GET", "/v1/deploys", "/v1/deploys", "user", api_key, None),
     ("query", "GET", "/v1/dead-letters", "/v1/dead-letters", "user", api_key, None),
     (
@@ -394,7 +404,13 @@ async def test_scope_rules(gateway, query, ctx: Ctx, who: str):
         data = (
             envelope()
             if body == b"E"
-            else (body.replace(b"PID", str(ctx.project.id).encode()) if body else None)
+            else (
+                body.replace(b"PID", str(ctx.project.id).encode())
+                .replace(b"EID", str(ctx.error_id).encode())
+                .replace(b"NID", ctx.notice_id.encode())
+                if body
+                else None
+            )
         )
         kwargs = form(key)
         kwargs.setdefault("headers", {}).update(JSON if data is not None else {})

@@ -1,0 +1,270 @@
+"""Grouping that changes without splitting history (issue 17): versions, the window, merge, split.
+
+Real gateway, real stream, real workers, real PostgreSQL. Exceptioner notices without a backtrace are
+grouped by their message, where version 2's rule shows: "lost worker17" and "lost worker42" are two
+errors under version 1 (a number glued to a word stays) and one under version 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from services.worker.consumer import Consumer
+from shared import ids
+from shared.fingerprint import fingerprint
+from shared.protocols.exceptioner import parse_notice
+from tests.conftest import ProjectInfo, drain, reload_keys
+from tests.integration.test_exceptioner import notice, post
+
+
+def body(message: str, exception: str = "TimeoutError") -> dict[str, Any]:
+    return notice(exception=exception, message=message, backtrace=[])
+
+
+async def report(
+    gateway: TestClient, project: ProjectInfo, message: str, exception: str = "TimeoutError"
+) -> Any:
+    status, answer = await post(gateway, project.key, body(message, exception))
+    assert status == 201, answer
+    return answer
+
+
+async def configure(
+    query: TestClient,
+    gateway: TestClient,
+    consumer: Consumer,
+    project: ProjectInfo,
+    token: str,
+    **settings: Any,
+) -> dict[str, Any]:
+    resp = await query.patch(
+        f"/v1/projects/{project.id}", json={"settings": settings}, headers={"Api-Key": token}
+    )
+    assert resp.status == 200, await resp.text()
+    await reload_keys(gateway, query)  # the gateway answers with the project's version
+    await consumer.load_projects()
+    return (await resp.json())["settings"]  # type: ignore[no-any-return]
+
+
+async def get_error(query: TestClient, token: str, error_id: int) -> tuple[int, Any]:
+    resp = await query.get(f"/v1/errors/{error_id}", headers={"Api-Key": token})
+    return resp.status, await resp.json()
+
+
+async def project_errors(pool: Any, project: ProjectInfo) -> dict[int, int]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, notices_count FROM errors WHERE project_id = $1", project.id)
+    return {r["id"]: r["notices_count"] for r in rows}
+
+
+def test_version_2_drops_a_number_version_1_keeps() -> None:
+    one, two = parse_notice(body("lost worker17")), parse_notice(body("lost worker42"))
+    assert fingerprint(one, version=1) != fingerprint(two, version=1)
+    assert fingerprint(one, version=2) == fingerprint(two, version=2)
+    other = parse_notice(body("lost utf8 worker17"))  # one digit is no number in either version
+    assert fingerprint(other, version=2) != fingerprint(one, version=2)
+
+
+async def test_rule_change_inside_the_window_splits_nothing(
+    gateway, query, consumer, project, user_token, pool
+):
+    a = await report(gateway, project, "lost worker17")
+    b = await report(gateway, project, "lost worker42")
+    await drain(consumer)
+    assert a["error_id"] != b["error_id"]
+
+    settings = await configure(query, gateway, consumer, project, user_token, grouping_version=2)
+    assert settings["grouping_version"] == 2 and settings["grouping_transition"]["from"] == 1
+
+    again_a = await report(gateway, project, "lost worker17")
+    again_b = await report(gateway, project, "lost worker42")
+    unseen = await report(gateway, project, "lost worker99")  # no error under version 1
+    await drain(consumer)
+    # Inside the window both errors keep their notices and their ids; nothing new appears.
+    assert again_a["error_id"] == a["error_id"] and again_b["error_id"] == b["error_id"]
+    counts = await project_errors(pool, project)
+    assert set(counts) == {a["error_id"], b["error_id"]}
+    # The unseen number's new-version fingerprint was already attached (to the first error it met):
+    # it joins that error, and the id the client was answered resolves to it.
+    status, joined = await get_error(query, user_token, unseen["error_id"])
+    assert status == 200 and joined["id"] in counts
+    assert sorted(counts.values()) == [2, 3] and counts[joined["id"]] == 3
+    assert joined["grouping_version"] == 1  # the error made by version 1, still counting
+
+    # The window closed: version 2 alone. worker42's notices now go where version 2 groups them.
+    await configure(query, gateway, consumer, project, user_token, grouping_transition=None)
+    late = await report(gateway, project, "lost worker42")
+    await drain(consumer)
+    status, where = await get_error(query, user_token, late["error_id"])
+    assert status == 200 and where["id"] == joined["id"]
+    assert await project_errors(pool, project) == {**counts, joined["id"]: 4}
+
+
+async def test_rule_change_without_a_window_starts_new_errors(
+    gateway, query, consumer, project, user_token, pool
+):
+    a = await report(gateway, project, "lost worker17")
+    b = await report(gateway, project, "lost worker42")
+    await drain(consumer)
+    settings = await configure(
+        query, gateway, consumer, project, user_token, grouping_version=2, grouping_window_days=0
+    )
+    assert "grouping_transition" not in settings
+    again_a = await report(gateway, project, "lost worker17")
+    again_b = await report(gateway, project, "lost worker42")
+    await drain(consumer)
+    # No window: both notices are version 2's one new error; the old ones keep their history.
+    assert again_a["error_id"] == again_b["error_id"] not in (a["error_id"], b["error_id"])
+    assert await project_errors(pool, project) == {a["error_id"]: 1, b["error_id"]: 1, again_a["error_id"]: 2}
+    status, new = await get_error(query, user_token, again_a["error_id"])
+    assert status == 200 and new["grouping_version"] == 2
+
+
+async def test_merge_three_errors_under_concurrent_ingest(
+    gateway, query, consumer, project, user_token, pool, settings, redis
+):
+    kinds = ("MergeOneError", "MergeTwoError", "MergeThreeError")
+    first = [await report(gateway, project, "it broke", k) for k in kinds]
+    await drain(consumer)
+    target, *others = [f["error_id"] for f in first]
+    workers = [Consumer(settings, redis, pool, name=f"merge-worker-{i}") for i in range(3)]
+    for w in workers:
+        await w.setup()
+    posted = len(kinds)
+    merged = asyncio.Event()
+    after_merge = 0
+
+    async def ingest() -> None:
+        nonlocal posted, after_merge
+        while after_merge < 8:  # rounds before, during and after the merge
+            for k in kinds:
+                await report(gateway, project, "it broke", k)
+                posted += 1
+            await asyncio.gather(*(w.run_once(block_ms=None) for w in workers))
+            if merged.is_set():
+                after_merge += 1
+
+    async def merge() -> Any:
+        deadline = asyncio.get_running_loop().time() + 30
+        while posted < 12:  # some notices stored before the merge starts
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0)
+        resp = await query.post(
+            f"/v1/errors/{target}/merge", json={"ids": others}, headers={"Api-Key": user_token}
+        )
+        merged.set()
+        return resp.status, await resp.json()
+
+    _, (status, answer) = await asyncio.wait_for(asyncio.gather(ingest(), merge()), 120)
+    assert status == 200, answer
+    assert answer["id"] == target
+    await drain(consumer)
+
+    # New notices of each merged fingerprint land in the target; the ids they are answered resolve.
+    last = [await report(gateway, project, "it broke", k) for k in kinds]
+    posted += len(last)
+    await drain(consumer)
+    for n in last:
+        resp = await query.get(
+            f"/v1/errors/{n['error_id']}/notices/{n['id']}", headers={"Api-Key": user_token}
+        )
+        assert resp.status == 200
+        assert (await resp.json())["error_id"] == target
+
+    # Every notice counted once, in the target: its count, its stored notices, its hourly series.
+    async with pool.acquire() as conn:
+        errors = await conn.fetch(
+            "SELECT id, notices_count, stored_count FROM errors WHERE project_id = $1", project.id
+        )
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM notices WHERE project_id = $1 AND error_id = $2", project.id, target
+        )
+        elsewhere = await conn.fetchval(
+            "SELECT count(*) FROM notices WHERE error_id = ANY($1::bigint[])", others
+        )
+        hourly = await conn.fetchval("SELECT sum(count) FROM error_hourly WHERE error_id = $1", target)
+        stale_hours = await conn.fetchval(
+            "SELECT count(*) FROM error_hourly WHERE error_id = ANY($1::bigint[])", others
+        )
+    assert [(r["id"], r["notices_count"], r["stored_count"]) for r in errors] == [(target, posted, posted)]
+    assert stored == hourly == posted and elsewhere == stale_hours == 0
+
+    # An id a client was answered before the merge answers with the error it is now part of.
+    for old in others:
+        resp = await query.get(f"/v1/errors/{old}", headers={"Api-Key": user_token})
+        assert resp.status == 200
+        assert (await resp.json())["id"] == target
+        assert resp.headers["Content-Location"] == f"/v1/errors/{target}"
+        resp = await query.get(f"/v1/errors/{old}/stats", headers={"Api-Key": user_token})
+        assert (await resp.json())["error_id"] == target
+
+    # Merging again changes nothing.
+    resp = await query.post(
+        f"/v1/errors/{target}/merge", json={"ids": others}, headers={"Api-Key": user_token}
+    )
+    assert resp.status == 200 and (await resp.json())["notices_count"] == posted
+
+    # Split the second kind back out, by one of its notices: its notices and its future ones.
+    second = last[1]
+    resp = await query.post(
+        f"/v1/errors/{target}/split", json={"notice_id": second["id"]}, headers={"Api-Key": user_token}
+    )
+    assert resp.status == 200, await resp.text()
+    split = await resp.json()
+    assert split["id"] == others[0] and split["from"] == target  # its own derived id again
+    moved = split["notices_moved"]
+    assert moved >= 2 and split["error"]["notices_count"] == moved
+    status, rest = await get_error(query, user_token, target)
+    assert rest["notices_count"] == posted - moved
+    after = await report(gateway, project, "it broke", kinds[1])
+    await drain(consumer)
+    status, own = await get_error(query, user_token, after["error_id"])
+    assert own["id"] == others[0] and own["notices_count"] == moved + 1
+    async with pool.acquire() as conn:
+        assert (
+            await conn.fetchval("SELECT sum(count) FROM error_hourly WHERE error_id = $1", others[0])
+            == moved + 1
+        )
+        assert (
+            await conn.fetchval("SELECT sum(count) FROM error_hourly WHERE error_id = $1", target)
+            == posted - moved
+        )
+    # Again: the same answer, nothing moved. The error's own fingerprint is its own already.
+    resp = await query.post(
+        f"/v1/errors/{target}/split", json={"notice_id": second["id"]}, headers={"Api-Key": user_token}
+    )
+    assert resp.status == 404  # that notice is no longer the target's
+    resp = await query.post(
+        f"/v1/errors/{target}/split",
+        json={"fingerprint": split["fingerprint"]},
+        headers={"Api-Key": user_token},
+    )
+    assert resp.status == 200 and (await resp.json())["id"] == others[0]
+    resp = await query.post(
+        f"/v1/errors/{target}/split",
+        json={"fingerprint": rest["fingerprint"]},
+        headers={"Api-Key": user_token},
+    )
+    assert resp.status == 200  # its own fingerprint: its own error already, nothing moves
+    assert (await resp.json())["id"] == target and (await resp.json())["notices_moved"] == 0
+
+
+async def test_merge_refuses_what_it_cannot_do(query, gateway, consumer, project, user_token):
+    a = await report(gateway, project, "refused one", "RefuseOneError")
+    await drain(consumer)
+    h = {"Api-Key": user_token}
+    assert (await query.post(f"/v1/errors/{a['error_id']}/merge", json={"ids": []}, headers=h)).status == 422
+    assert (
+        await query.post(
+            f"/v1/errors/{a['error_id']}/merge", json={"ids": [ids.error_id(1, "x", "y")]}, headers=h
+        )
+    ).status == 404
+    assert (
+        await query.post(f"/v1/errors/{a['error_id']}/merge", json={"ids": [a["error_id"]]})
+    ).status == 401
+    resp = await query.post(f"/v1/errors/{a['error_id']}/merge", json={"ids": [a["error_id"]]}, headers=h)
+    assert resp.status == 200  # itself: nothing to do
+    assert (await query.post(f"/v1/errors/{a['error_id']}/split", json={}, headers=h)).status == 422
