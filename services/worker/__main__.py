@@ -38,7 +38,10 @@ async def serve() -> None:
         stream.is_cluster(redis),
     )
     task = asyncio.create_task(consumer.run(stop))
-    hooks = asyncio.create_task(delivery.run(settings, stop))  # webhooks: beside ingest, never in its way
+    # Webhooks: beside ingest, and yielding to it while it drains a backlog.
+    hooks = asyncio.create_task(
+        delivery.run(settings, stop, delivery.Backlog(consumer.stats, settings.batch_size))
+    )
     stopping = asyncio.create_task(stop.wait())
     beat = None
     if settings.health_file is not None:

@@ -42,20 +42,26 @@ async def payload(conn: Conn, delivery: Mapping[str, Any], public_url: str) -> d
         "notice": None,
         "links": {},
     }
-    project = await conn.fetchrow("SELECT id, name FROM projects WHERE id = $1", delivery["project_id"])
-    if project is not None:
-        out["project"] = {"id": project["id"], "name": project["name"]}
+    # One round trip for the project, the error and its last notice's body (the detail's backtrace).
+    row = await conn.fetchrow(
+        "SELECT p.name AS project_name, e.*, n.body AS last_body FROM projects p"
+        " LEFT JOIN errors e ON e.id = $2"
+        " LEFT JOIN notices n ON n.id = e.last_notice_id AND n.received_at = e.last_notice_at"
+        " WHERE p.id = $1",
+        delivery["project_id"],
+        delivery["error_id"],
+    )
+    if row is not None:
+        out["project"] = {"id": delivery["project_id"], "name": row["project_name"]}
     links: dict[str, str] = out["links"]
-    if delivery["error_id"] is not None:
-        row = await conn.fetchrow("SELECT * FROM errors WHERE id = $1", delivery["error_id"])
-        if row is not None:
-            body = await _body(conn, row["last_notice_id"])
-            out["error"] = serialize.error(row, body, detail=True)
-            links["error"] = f"{base}/v1/errors/{row['id']}"
-            links["error_notices"] = f"{base}/v1/errors/{row['id']}/notices"
+    if row is not None and row["id"] is not None:
+        out["error"] = serialize.error(row, row["last_body"], detail=True)
+        links["error"] = f"{base}/v1/errors/{row['id']}"
+        links["error_notices"] = f"{base}/v1/errors/{row['id']}/notices"
     if delivery["notice_id"] is not None:
         notice = await conn.fetchrow(
-            "SELECT * FROM notices WHERE id = $1 AND received_at = $2",
+            "SELECT id, received_at, project_id, error_id, location_id, protocol, type, environment,"
+            " exception, message, occurred_at FROM notices WHERE id = $1 AND received_at = $2",
             delivery["notice_id"],
             _notice_time(delivery["notice_id"]),
         )
@@ -73,14 +79,6 @@ async def payload(conn: Conn, delivery: Mapping[str, Any], public_url: str) -> d
 
 def _notice_time(notice_id: Any) -> dt.datetime:
     return dt.datetime.fromtimestamp(uuid7_ms(notice_id) / 1000, dt.UTC)
-
-
-async def _body(conn: Conn, notice_id: Any) -> Any:
-    if notice_id is None:
-        return None
-    return await conn.fetchval(
-        "SELECT body FROM notices WHERE id = $1 AND received_at = $2", notice_id, _notice_time(notice_id)
-    )
 
 
 def encode(data: Mapping[str, Any], fmt: str) -> bytes:
