@@ -143,7 +143,16 @@ def context_block(f: Mapping[str, Any]) -> str:
     return f'<pre class="context">{"".join(out)}</pre>'
 
 
-def backtrace_html(chain: list[Mapping[str, Any]]) -> str:
+def patterns(settings: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A project's `app_patterns` / `library_patterns`, as the worker's grouping reads them."""
+    value = settings.get(name)
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def backtrace_html(
+    chain: list[Mapping[str, Any]], app: tuple[str, ...] = (), lib: tuple[str, ...] = ()
+) -> str:
+    """The chain's frames, app frames marked by the project's own patterns (as grouping decides them)."""
     if not any(exc.get("frames") for exc in chain):
         return '<p class="muted">No backtrace was sent.</p>'
     parts = []
@@ -151,7 +160,7 @@ def backtrace_html(chain: list[Mapping[str, Any]]) -> str:
         if len(chain) > 1:
             parts.append(f"<h3>{e(str(exc.get('type') or ''))}: {e(str(exc.get('message') or ''))}</h3>")
         blank: dict[str, Any] = {"file": None, "module": None, "in_app": None}
-        frames = mark_in_app([cast(Frame, {**blank, **f}) for f in exc.get("frames") or []])
+        frames = mark_in_app([cast(Frame, {**blank, **f}) for f in exc.get("frames") or []], app, lib)
         items = "".join(
             f'<li class="{"app" if f["in_app"] else "lib"}"><code>{e(frame_line(f))}</code>'
             f"{context_block(f)}</li>"
@@ -161,7 +170,12 @@ def backtrace_html(chain: list[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
-def notice_body(notice: Mapping[str, Any], error: Mapping[str, Any] | None, project: str | None) -> str:
+def notice_body(
+    notice: Mapping[str, Any],
+    error: Mapping[str, Any] | None,
+    project: str | None,
+    settings: Mapping[str, Any] | None = None,
+) -> str:
     """The notice page's content: what happened, where, how often, and what the client sent."""
     body: Mapping[str, Any] = notice["body"] or {}
     chain = body.get("exceptions") or []
@@ -196,7 +210,11 @@ def notice_body(notice: Mapping[str, Any], error: Mapping[str, Any] | None, proj
             ]
         ),
     ]
-    out += ["<h2>Backtrace</h2>", backtrace_html(chain)]
+    s = settings or {}
+    out += [
+        "<h2>Backtrace</h2>",
+        backtrace_html(chain, patterns(s, "app_patterns"), patterns(s, "library_patterns")),
+    ]
     raw_context = body.get("context")
     context: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
     user = body.get("user")
@@ -247,7 +265,8 @@ async def notice_page(request: web.Request) -> web.Response:
     projects = request.app[KEYS].projects
     project = projects.get(row["project_id"])
     title = str(row["exception"] or row["message"] or "Notice")[:120]
-    return page(200, title, notice_body(row, err, project.name if project else None), signed_in=True)
+    body = notice_body(row, err, project.name if project else None, project.settings if project else None)
+    return page(200, title, body, signed_in=True)
 
 
 async def login_form(request: web.Request) -> web.Response:

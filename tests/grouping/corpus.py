@@ -1,8 +1,8 @@
 # ruff: noqa: E501 -- real-world paths and trace lines read best unbroken
 """The grouping corpus: real-world-shaped notices, each labelled with the group a person would put it in.
 
-Every notice is built by tests/grouping/builders.py the way its protocol's parser builds it (the
-mapping assumptions are listed there). Two notices with the same ``group`` label must get the same
+Every notice is the body its protocol's clients send, decoded by that protocol's own decoder
+(tests/grouping/builders.py), so the verdicts hold for what the parsers really make. Two notices with the same ``group`` label must get the same
 fingerprint; two with different labels must not. The cases are the ones users complain about:
 moved lines, deploys that change release directories and asset hashes, gem/package versions in
 library paths, messages full of ids, the same bug reported by different clients, generated names

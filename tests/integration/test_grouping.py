@@ -268,3 +268,30 @@ async def test_merge_refuses_what_it_cannot_do(query, gateway, consumer, project
     resp = await query.post(f"/v1/errors/{a['error_id']}/merge", json={"ids": [a["error_id"]]}, headers=h)
     assert resp.status == 200  # itself: nothing to do
     assert (await query.post(f"/v1/errors/{a['error_id']}/split", json={}, headers=h)).status == 422
+
+
+async def test_notice_page_marks_app_frames_by_the_projects_patterns(
+    gateway, query, consumer, project, user_token
+):
+    trace = [
+        "/srv/shop/vendor/shopkit/lib/cart.rb:12:in `total'",  # vendored: a library frame by default
+        "[PROJECT_ROOT]/app/controllers/cart_controller.rb:7:in `show'",
+    ]
+    plain = notice(exception="PatternPageError", message="cart", backtrace=trace)
+    await configure(query, gateway, consumer, project, user_token, library_patterns=["*/app/controllers/*"])
+    await configure(query, gateway, consumer, project, user_token, app_patterns=["*/vendor/shopkit/*"])
+    _, answer = await post(gateway, project.key, plain)
+    await drain(consumer)
+    h = {"Api-Key": user_token}
+    stored = await (
+        await query.get(f"/v1/errors/{answer['error_id']}/notices/{answer['id']}", headers=h)
+    ).json()
+    page = await (await query.get(f"/notices/{stored['location_id']}", headers=h)).text()
+    # The page says what the grouping decided: the project's patterns turn both defaults round.
+    assert '<li class="app"><code>/srv/shop/vendor/shopkit/lib/cart.rb:12' in page
+    assert '<li class="lib"><code>[PROJECT_ROOT]/app/controllers/cart_controller.rb:7' in page
+    parsed = parse_notice(plain)
+    parsed["environment"] = "production"
+    app, lib = ("*/vendor/shopkit/*",), ("*/app/controllers/*",)
+    assert fingerprint(parsed, app, lib) != fingerprint(parsed)  # and grouping used the same patterns
+    assert ids.error_id(project.id, "production", fingerprint(parsed, app, lib)) == answer["error_id"]
