@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
-from shared import db, keys, webhooks_cli
+from shared import db, fingerprint, keys, webhooks_cli
 from shared.runtime import SERVERS_FILE, load_settings, resolve_urls, setup_logging
 from shared.settings import Settings
 
@@ -66,6 +66,13 @@ async def _project_create(settings: Settings, name: str, label: str | None = Non
     async with connect(settings) as conn:
         await db.migrate(conn)
         project, key = await keys.create_project(conn, name.strip(), label)
+        if settings.grouping_version != fingerprint.VERSION:  # new projects start with these rules
+            await conn.execute(
+                "UPDATE projects SET settings = settings || jsonb_build_object('grouping_version', $2::int)"
+                " WHERE id = $1",
+                project.id,
+                settings.grouping_version,
+            )
     _print(project_json(settings, project.id, project.name, key))
 
 

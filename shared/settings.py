@@ -87,6 +87,7 @@ class Settings:
     key_refresh: float = 2.0  # seconds between key-cache refreshes
     shutdown_grace: float = 10.0
     maintenance_interval: float = 600.0  # seconds between retention / partition passes
+    grouping_version: int = 1  # the grouping rules a new project starts with (docs/grouping.md)
     health_file: pathlib.Path | None = None  # a worker's heartbeat, for container probes
     # Webhooks (README "Webhooks"): private and loopback receivers are refused unless allowed.
     webhook_allow_private: bool = False
@@ -148,6 +149,7 @@ class Settings:
             key_refresh=_float(e, "FAULTLINE_KEY_REFRESH", d.key_refresh),
             shutdown_grace=_float(e, "FAULTLINE_SHUTDOWN_GRACE", d.shutdown_grace),
             maintenance_interval=_float(e, "FAULTLINE_MAINTENANCE_INTERVAL", d.maintenance_interval),
+            grouping_version=_int(e, "FAULTLINE_GROUPING_VERSION", d.grouping_version, 1, 2),
             health_file=pathlib.Path(e["FAULTLINE_HEALTH_FILE"]) if e.get("FAULTLINE_HEALTH_FILE") else None,
             webhook_allow_private=_flag(e, "FAULTLINE_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
             webhook_timeout=_float(e, "FAULTLINE_WEBHOOK_TIMEOUT", d.webhook_timeout),
@@ -183,6 +185,7 @@ class Settings:
             "FAULTLINE_KEY_REFRESH": str(self.key_refresh),
             "FAULTLINE_SHUTDOWN_GRACE": str(self.shutdown_grace),
             "FAULTLINE_MAINTENANCE_INTERVAL": str(self.maintenance_interval),
+            "FAULTLINE_GROUPING_VERSION": str(self.grouping_version),
             "FAULTLINE_WEBHOOK_ALLOW_PRIVATE": "1" if self.webhook_allow_private else "0",
             "FAULTLINE_WEBHOOK_TIMEOUT": str(self.webhook_timeout),
             "FAULTLINE_WEBHOOK_ATTEMPTS": str(self.webhook_attempts),

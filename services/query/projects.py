@@ -14,7 +14,9 @@ from services.query.json_body import json_hash
 from services.query.pagination import PROJECTS_PER_PAGE, Page
 from services.query.reads import read_conn
 from services.query.state import POOL
+from services.query.state import SETTINGS as APP_SETTINGS
 from shared import keys
+from shared.fingerprint import VERSION
 from shared.timeutil import UTC, iso
 from shared.web import ApiError, json_response
 
@@ -158,6 +160,14 @@ async def create_project(request: web.Request) -> web.Response:
         raise invalid("name", "missing_field" if name is None else "invalid")
     async with request.app[POOL].acquire() as conn:
         project, key = await keys.create_project(conn, name.strip())
+        version = request.app[APP_SETTINGS].grouping_version
+        if version != VERSION:  # new projects start with the configured rules (docs/grouping.md)
+            await conn.execute(
+                "UPDATE projects SET settings = settings || jsonb_build_object('grouping_version', $2::int)"
+                " WHERE id = $1",
+                project.id,
+                version,
+            )
         row = await conn.fetchrow(f"SELECT {COLUMNS} FROM projects WHERE id = $1", project.id)
     return json_response({**project_json(row), "client_key": key}, status=201)
 

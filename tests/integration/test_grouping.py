@@ -8,14 +8,19 @@ errors under version 1 (a number glued to a word stays) and one under version 2.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from services.query.app import create_app
+from services.query.state import KEYS
 from services.worker.consumer import Consumer
 from shared import ids
 from shared.fingerprint import fingerprint
 from shared.protocols.exceptioner import parse_notice
+from shared.settings import Settings, SettingsError
 from tests.conftest import ProjectInfo, drain, reload_keys
 from tests.integration.test_exceptioner import notice, post
 
@@ -295,3 +300,21 @@ async def test_notice_page_marks_app_frames_by_the_projects_patterns(
     app, lib = ("*/vendor/shopkit/*",), ("*/app/controllers/*",)
     assert fingerprint(parsed, app, lib) != fingerprint(parsed)  # and grouping used the same patterns
     assert ids.error_id(project.id, "production", fingerprint(parsed, app, lib)) == answer["error_id"]
+
+
+async def test_new_projects_start_with_the_configured_version(settings, user_token):
+    assert Settings.from_env({"FAULTLINE_GROUPING_VERSION": "2"}).grouping_version == 2
+    with pytest.raises(SettingsError, match="FAULTLINE_GROUPING_VERSION"):
+        Settings.from_env({"FAULTLINE_GROUPING_VERSION": "3"})
+    client = TestClient(TestServer(create_app(dataclasses.replace(settings, grouping_version=2))))
+    await client.start_server()
+    try:
+        await client.app[KEYS].reload()  # type: ignore[index]
+        resp = await client.post(
+            "/v1/projects", json={"name": "starts-at-2"}, headers={"Api-Key": user_token}
+        )
+        assert resp.status == 201, await resp.text()
+        made = await resp.json()
+        assert made["settings"] == {"grouping_version": 2}  # no window: it has no errors to keep
+    finally:
+        await client.close()
