@@ -16,6 +16,7 @@ from aiohttp import web
 from services.query.auth import require_user
 from services.query.errors import _error_detail, not_found, notice_key, path_int, resolve_error
 from services.query.json_body import json_hash
+from services.query.pagination import invalid
 from services.query.state import POOL
 from services.worker.collisions import MAX_TRIES, alternate
 from shared.fingerprint import VERSION, VERSIONS, grouping_versions
@@ -75,7 +76,7 @@ def _ids(data: dict[str, Any]) -> list[int]:
         or not 0 < len(raw) <= MAX_MERGE
         or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 1 << 63 for i in raw)
     ):
-        raise ApiError(422, f'"ids" must be a list of 1 to {MAX_MERGE} error ids')
+        raise invalid("Merge", "ids")  # a list of 1 to MAX_MERGE error ids
     return list(raw)
 
 
@@ -103,7 +104,7 @@ async def merge(request: web.Request) -> web.Response:
                 raise ApiError(409, "an error changed while merging; try again")
             places = {(r["project_id"], r["environment"]) for r in rows}
             if len(places) > 1:
-                raise ApiError(422, "only errors of one project and environment can be merged")
+                raise invalid("Merge", "ids")  # only errors of one project and environment merge
             for statement in MERGE:
                 await conn.execute(statement, target, sources)
         return json_response(await _error_detail(conn, target))
@@ -116,7 +117,7 @@ async def split(request: web.Request) -> web.Response:
     data = await json_hash(request)
     fp, notice = data.get("fingerprint"), data.get("notice_id")
     if (fp is None) == (notice is None) or not isinstance(fp or notice, str):
-        raise ApiError(422, 'give either "fingerprint" or "notice_id"')
+        raise invalid("Split", "fingerprint")  # exactly one of fingerprint, notice_id
     async with request.app[POOL].acquire() as conn, conn.transaction():
         target = await resolve_error(conn, asked)
         if target is None:
