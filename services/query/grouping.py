@@ -1,9 +1,9 @@
 """Merge and split errors, resolve ids that moved, and the grouping-version settings (docs/grouping.md).
 
-Locks, in the one order every writer keeps (no deadlock with the workers): the groupings rows by key
-(a worker's batch holds them FOR KEY SHARE from its look-up to its commit), then the errors rows by
-id (a worker's upsert takes them in id order). A batch that read a fingerprint's row before a merge
-commits and writes before it; one that reads it after sees the target.
+Both first take their project's grouping lock exclusively (services/worker/collisions.py: every
+batch holds it shared from before its look-up to its commit), then the errors rows by id, the order a
+worker's upsert takes them in. So no batch of the project is in flight while a merge moves rows, and
+every statement after the lock sees what the batches before it committed.
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ from services.query.errors import _error_detail, not_found, notice_key, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import invalid
 from services.query.state import POOL
-from services.worker.collisions import MAX_TRIES, alternate
+from services.worker.collisions import GROUPING_LOCK, MAX_TRIES, alternate
 from shared.fingerprint import VERSION, VERSIONS, grouping_versions
 from shared.web import ApiError, json_response
 
 MAX_MERGE = 100  # ids folded in by one request
 DEFAULT_WINDOW_DAYS = 7  # transition window when a project's grouping version changes
 
-LOCK_GROUPINGS = """
-SELECT 1 FROM groupings WHERE error_id = ANY($1::bigint[])
-ORDER BY project_id, environment, fingerprint, grouping_version FOR UPDATE
-"""
+LOCK_PROJECT = "SELECT pg_advisory_xact_lock($1::int, $2::int)"
 LOCK_ERRORS = "SELECT id, project_id, environment, fingerprint FROM errors WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
 
-# $1 the target, $2 the sources (all locked). Every statement takes a new snapshot, so rows workers
-# committed while this waited for its locks are moved too.
+# $1 the target, $2 the sources (all locked, their project's grouping lock held).
 MERGE = (
     "UPDATE groupings SET error_id = $1, updated_at = now() WHERE error_id = ANY($2::bigint[])",
     """INSERT INTO error_redirects (id, project_id, error_id)
@@ -86,9 +82,7 @@ async def merge(request: web.Request) -> web.Response:
     asked = path_int(request, "id", "Error")
     wanted = _ids(await json_hash(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        target = await resolve_error(conn, asked)
-        if target is None:
-            raise not_found("Error")
+        target = await _lock(conn, asked)
         sources = []
         for i in wanted:
             found = await resolve_error(conn, i)
@@ -98,7 +92,6 @@ async def merge(request: web.Request) -> web.Response:
                 sources.append(found)
         if sources:
             every = sorted([target, *sources])
-            await conn.execute(LOCK_GROUPINGS, every)
             rows = await conn.fetch(LOCK_ERRORS, every)
             if len(rows) != len(every):  # merged or split meanwhile by another request
                 raise ApiError(409, "an error changed while merging; try again")
@@ -119,9 +112,7 @@ async def split(request: web.Request) -> web.Response:
     if (fp is None) == (notice is None) or not isinstance(fp or notice, str):
         raise invalid("Split", "fingerprint")  # exactly one of fingerprint, notice_id
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        target = await resolve_error(conn, asked)
-        if target is None:
-            raise not_found("Error")
+        target = await _lock(conn, asked)
         error = await conn.fetchrow(
             "SELECT project_id, environment, fingerprint FROM errors WHERE id = $1", target
         )
@@ -153,15 +144,23 @@ async def split(request: web.Request) -> web.Response:
             raise ApiError(404, "that fingerprint is not this error's")
         if fp == error["fingerprint"]:  # its own error already (split the others out of it instead)
             return json_response(await _split_answer(conn, target, target, fp, 0))
-        await conn.execute(
-            "SELECT 1 FROM groupings WHERE project_id = $1 AND environment = $2 AND fingerprint = $3"
-            " ORDER BY grouping_version FOR UPDATE",
-            *key,
-        )
         await conn.execute(LOCK_ERRORS, [target])
         new = await _free_id(conn, project, env, fp)
         moved = await _split_out(conn, target, new, key)
         return json_response(await _split_answer(conn, new, target, fp, moved))
+
+
+async def _lock(conn: Any, asked: int) -> int:
+    """Take the grouping lock of the project of the error `asked` names; that error's id, after the wait."""
+    target = await resolve_error(conn, asked)
+    project = await conn.fetchval("SELECT project_id FROM errors WHERE id = $1", target)
+    if project is None:
+        raise not_found("Error")
+    await conn.execute(LOCK_PROJECT, GROUPING_LOCK, project)  # waits for the batches in flight
+    target = await resolve_error(conn, asked)  # merged meanwhile: its target (same project)
+    if target is None:
+        raise not_found("Error")
+    return target
 
 
 async def _free_id(conn: Any, project: int, env: str, fp: str) -> int:

@@ -12,10 +12,14 @@ rows its derived ids name. A row then goes, in this order, to:
 
 A fingerprint the table does not know yet gets its row (store.WRITE inserts them), and so does a
 window's previous-version fingerprint: the gateway answers a notice inside a window with the previous
-version's id (shared.fingerprint.answering_version), which must resolve to where it went. The groupings
-rows read are locked FOR KEY SHARE until the batch commits: a merge or split locks them FOR UPDATE
-(in the same key order) before it moves them, so a batch either wrote before the move (and its
-notices are moved with the rest) or reads the moved rows.
+version's id (shared.fingerprint.answering_version), which must resolve to where it went.
+
+Before the look-up a batch takes a shared advisory lock per project it holds (GROUPING_LOCK, in
+project order), kept until it commits; a merge or split takes its project's lock exclusively. So a
+batch either commits before a merge moves anything (and its notices move with the rest) or looks up
+after the merge committed. Row locks would do the same but starve a merge under steady ingest (share
+lockers keep joining while FOR UPDATE waits); PostgreSQL queues a waiting exclusive advisory lock
+ahead of later shared requests, so a merge waits for the batches in flight only.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ _PGV = COLUMNS.index("previous_version")
 MAX_TRIES = 8
 
 Group = tuple[int, str, str]  # project, environment, fingerprint
+GROUPING_LOCK = 0x67726F75  # advisory lock space (key 1) of a project's grouping; key 2: the project id
+LOCK_PROJECTS = "SELECT pg_advisory_xact_lock_shared($1::int, p) FROM unnest($2::int[]) AS p ORDER BY p"
 
 LOOKUP = """
 WITH k AS (
@@ -46,8 +52,6 @@ WITH k AS (
 ), g AS (
     SELECT g.project_id, g.environment, g.fingerprint, g.grouping_version, g.error_id
     FROM groupings g JOIN k USING (project_id, environment, fingerprint)
-    ORDER BY g.project_id, g.environment, g.fingerprint, g.grouping_version  -- merge's lock order
-    FOR KEY SHARE OF g
 )
 SELECT true AS mapped, project_id, environment, fingerprint, grouping_version, error_id AS id FROM g
 UNION ALL
@@ -82,6 +86,7 @@ async def resolve(conn: Conn, rows: list[Row]) -> tuple[list[Row], list[Mapping]
         if row[_PREV] is not None:
             groups.add((row[_PID], row[_ENV], row[_PREV]))
     keys = sorted(groups)
+    await conn.execute(LOCK_PROJECTS, GROUPING_LOCK, sorted({k[0] for k in keys}))
     found = await conn.fetch(
         LOOKUP,
         list({row[_EID] for row in rows}),

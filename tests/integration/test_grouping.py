@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from typing import Any
 
 import pytest
@@ -16,12 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.query.app import create_app
 from services.query.state import KEYS
+from services.worker import pipeline, store
 from services.worker.consumer import Consumer
-from shared import ids
+from shared import ids, stream
 from shared.fingerprint import fingerprint
 from shared.protocols.exceptioner import parse_notice
 from shared.settings import Settings, SettingsError
-from tests.conftest import ProjectInfo, drain, reload_keys
+from tests.bench.fill import raw_notice, templates
+from tests.bench.stack import Project
+from tests.conftest import ProjectInfo, drain, make_project, reload_keys
 from tests.integration.test_exceptioner import notice, post
 
 
@@ -318,3 +322,65 @@ async def test_new_projects_start_with_the_configured_version(settings, user_tok
         assert made["settings"] == {"grouping_version": 2}  # no window: it has no errors to keep
     finally:
         await client.close()
+
+
+async def test_merges_racing_batch_writers_lose_nothing_and_never_deadlock(query, pool, user_token, gateway):
+    """Three connections write batches over three errors while two merges fold them together."""
+    info = await make_project(pool)
+    await reload_keys(gateway, query)
+    p = Project(info.id, info.key)
+    tpls = templates(p, 3)
+    rng = random.Random(17)
+    now = ids.uuid7_ms(ids.uuid7())
+
+    def batch(seed: int) -> list[pipeline.Row]:
+        entries = [
+            (
+                f"{seed}-{i}".encode(),
+                stream.encode(raw_notice(p, tpls[rng.randrange(3)], now - rng.randrange(7_200_000))),
+            )
+            for i in range(rng.randint(50, 300))
+        ]
+        return pipeline.process(entries, lambda _: pipeline.Rules()).rows
+
+    work = [[batch(w * 100 + b) for b in range(12)] for w in range(3)]
+    first, second, third = (t.eid for t in tpls)
+    async with pool.acquire() as conn:
+        await store.write_batch(conn, batch(999))  # all three errors exist before the merges
+    total = sum(len(b) for w in work for b in w)
+    async with pool.acquire() as conn:
+        total += await conn.fetchval("SELECT count(*) FROM notices WHERE project_id = $1", info.id)
+
+    written = 0
+
+    async def writer(batches: list[list[pipeline.Row]]) -> None:
+        nonlocal written
+        async with pool.acquire() as conn:
+            for rows in batches:
+                await store.write_batch(conn, rows)  # a deadlock would raise here
+                written += 1
+
+    async def merge(into: int, other: int, after: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        while written < after:  # mid-stream: batches before, during and after it
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0)
+        resp = await query.post(
+            f"/v1/errors/{into}/merge", json={"ids": [other]}, headers={"Api-Key": user_token}
+        )
+        assert resp.status == 200, await resp.text()
+
+    await asyncio.wait_for(
+        asyncio.gather(*(writer(w) for w in work), merge(first, second, 8), merge(first, third, 20)), 120
+    )
+    async with pool.acquire() as conn:
+        errors = await conn.fetch("SELECT id, notices_count FROM errors WHERE project_id = $1", info.id)
+        stored = await conn.fetch(
+            "SELECT error_id, count(*) AS n FROM notices WHERE project_id = $1 GROUP BY 1", info.id
+        )
+        hourly = await conn.fetchval(
+            "SELECT sum(count) FROM error_hourly WHERE error_id = ANY($1::bigint[])", [first, second, third]
+        )
+    assert [(r["id"], r["notices_count"]) for r in errors] == [(first, total)]
+    assert [(r["error_id"], r["n"]) for r in stored] == [(first, total)]
+    assert hourly == total
