@@ -384,3 +384,36 @@ async def test_merges_racing_batch_writers_lose_nothing_and_never_deadlock(query
     assert [(r["id"], r["notices_count"]) for r in errors] == [(first, total)]
     assert [(r["error_id"], r["n"]) for r in stored] == [(first, total)]
     assert hourly == total
+
+
+async def test_merge_combines_deploy_revisions_and_resolution(gateway, query, consumer, project, user_token):
+    h = {"Api-Key": user_token}
+
+    async def deploy(revision: str) -> None:
+        resp = await query.post(
+            "/v1/deploys",
+            json={"environment": "production", "revision": revision, "project_id": project.id},
+            headers=h,
+        )
+        assert resp.status == 201, await resp.text()
+
+    await deploy("r1")
+    older = await report(gateway, project, "rev one", "RevisionOneError")
+    await drain(consumer)
+    await deploy("r2")
+    newer = await report(gateway, project, "rev two", "RevisionTwoError")
+    await drain(consumer)
+    resp = await query.patch(f"/v1/errors/{older['error_id']}", json={"resolved": True}, headers=h)
+    assert resp.status == 200
+    resp = await query.post(
+        f"/v1/errors/{newer['error_id']}/merge", json={"ids": [older["error_id"]]}, headers=h
+    )
+    merged = await resp.json()
+    assert (merged["first_seen_revision"], merged["last_seen_revision"]) == ("r1", "r2")
+    assert merged["notices_count"] == 2 and merged["resolved"] is False  # one part was still open
+    assert merged["first_notice_at"] <= merged["most_recent_notice_at"]
+    # The merged id still takes writes: resolving it resolves the error it is part of.
+    resp = await query.patch(f"/v1/errors/{older['error_id']}", json={"resolved": True}, headers=h)
+    assert resp.status == 200 and (await resp.json())["id"] == newer["error_id"]
+    status, now = await get_error(query, user_token, newer["error_id"])
+    assert now["resolved"] is True
