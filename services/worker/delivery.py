@@ -49,10 +49,10 @@ TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Inter
 
 CLAIM = """
 WITH due AS (
-    SELECT x.id
+    SELECT h.id AS hook_id, x.cause
     FROM webhooks h
     CROSS JOIN LATERAL (
-        SELECT d.id FROM webhook_deliveries d
+        SELECT d.cause FROM webhook_deliveries d
         WHERE d.hook_id = h.id AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
         ORDER BY d.next_attempt_at
         LIMIT $1
@@ -64,23 +64,23 @@ WITH due AS (
 UPDATE webhook_deliveries d
 SET status = 'sending', attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $4)
 FROM due, webhooks h
-WHERE d.id = due.id AND h.id = d.hook_id
-RETURNING d.id, d.hook_id, d.project_id, d.event, d.error_id, d.notice_id, d.deploy_id, d.body,
+WHERE (d.hook_id, d.cause) = (due.hook_id, due.cause) AND h.id = d.hook_id
+RETURNING d.id, d.hook_id, d.cause, d.project_id, d.event, d.error_id, d.notice_id, d.deploy_id, d.body,
           d.attempts, d.created_at, h.url, h.secret, h.format
 """
 
 DELIVERED = """
-UPDATE webhook_deliveries SET status = 'delivered', last_status = $3, last_error = NULL, delivered_at = now()
-WHERE id = $1 AND attempts = $2
+UPDATE webhook_deliveries SET status = 'delivered', last_status = $4, last_error = NULL, delivered_at = now()
+WHERE hook_id = $1 AND cause = $2 AND attempts = $3
 """
 RETRY = """
 UPDATE webhook_deliveries
-SET status = 'pending', last_status = $3, last_error = $4, next_attempt_at = now() + make_interval(secs => $5)
-WHERE id = $1 AND attempts = $2
+SET status = 'pending', last_status = $4, last_error = $5, next_attempt_at = now() + make_interval(secs => $6)
+WHERE hook_id = $1 AND cause = $2 AND attempts = $3
 """
 FAILED = """
-UPDATE webhook_deliveries SET status = 'failed', last_status = $3, last_error = $4
-WHERE id = $1 AND attempts = $2
+UPDATE webhook_deliveries SET status = 'failed', last_status = $4, last_error = $5
+WHERE hook_id = $1 AND cause = $2 AND attempts = $3
 """
 
 
@@ -167,6 +167,7 @@ class Deliverer:
         self.s = settings
         self.busy = busy
         self._claimed_at = 0.0
+        self._draining = False
         self.pool = pool
         self.session = session
         self.inflight: dict[int, int] = {}
@@ -215,8 +216,10 @@ class Deliverer:
             # coalesce: a body another worker already made (a lease that ran out) wins, so every
             # attempt of this delivery sends the same bytes.
             body: bytes = await conn.fetchval(
-                "UPDATE webhook_deliveries SET body = coalesce(body, $2) WHERE id = $1 RETURNING body",
-                row["id"],
+                "UPDATE webhook_deliveries SET body = coalesce(body, $3)"
+                " WHERE hook_id = $1 AND cause = $2 RETURNING body",
+                row["hook_id"],
+                row["cause"],
                 made,
             )
         return body
@@ -251,17 +254,17 @@ class Deliverer:
             return None, f"{type(e).__name__}: {e}"[:500]
 
     async def _mark(self, row: Any, status: int | None, problem: str | None) -> None:
-        attempts = row["attempts"]
+        attempts, key = row["attempts"], (row["hook_id"], row["cause"])
         async with self.pool.acquire() as conn:
             if problem is None:
-                await conn.execute(DELIVERED, row["id"], attempts, status)
+                await conn.execute(DELIVERED, *key, attempts, status)
                 outcome = "delivered"
             elif attempts >= self.s.webhook_attempts:
-                await conn.execute(FAILED, row["id"], attempts, status, problem)
+                await conn.execute(FAILED, *key, attempts, status, problem)
                 outcome = "failed"
             else:
                 delay = backoff(attempts, self.s.webhook_backoff)
-                await conn.execute(RETRY, row["id"], attempts, status, problem, delay)
+                await conn.execute(RETRY, *key, attempts, status, problem, delay)
                 outcome = "retried"
         self.stats[outcome] += 1
         log = logger.info if outcome == "delivered" else logger.warning
@@ -280,17 +283,21 @@ class Deliverer:
         """Forget delivered and failed rows past the retention (a bounded batch per pass)."""
         async with self.pool.acquire() as conn:
             status = await conn.execute(
-                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-                " WHERE status IN ('delivered', 'failed') AND created_at < now() - make_interval(days => $1)"
-                " LIMIT 10000)",
+                "DELETE FROM webhook_deliveries WHERE (hook_id, cause) IN (SELECT hook_id, cause"
+                " FROM webhook_deliveries WHERE status IN ('delivered', 'failed')"
+                " AND created_at < now() - make_interval(days => $1) LIMIT 10000)",
                 RETENTION_DAYS,
             )
         return int(status.rsplit(" ", 1)[1])
 
     def _may_claim(self) -> bool:
         if self.busy is None or not self.busy():
+            self._draining = False
             return True
-        return time.monotonic() >= self._claimed_at + BUSY_CLAIM_EVERY
+        now = time.monotonic()
+        if not self._draining:  # a backlog began: the first claim under it waits too
+            self._draining, self._claimed_at = True, now
+        return now >= self._claimed_at + BUSY_CLAIM_EVERY
 
     def _start(self, row: Any) -> None:
         task = asyncio.create_task(self.send(row))

@@ -11,7 +11,7 @@ costs one index probe. UNIQUE (hook_id, cause) keeps a redelivered batch from re
   batch's first one after resolved_at; the cause names the resolution, so one reopening fires once.
 - error.spike: the error's notices in the last hour (this hour's count plus the share of the previous
   hour still inside the window, from error_hourly) reached the hook's threshold, and the hook has had
-  no spike of this error in the last hour. The batch's upsert holds the errors row lock until commit,
+  no spike of this error in the last hour (not looked up for an error this transaction created). The batch's upsert holds the errors row lock until commit,
   so two workers cannot both decide the same spike.
 """
 
@@ -30,43 +30,45 @@ WITH hooks AS (
     SELECT DISTINCT t.error_id
     FROM tmp_notices t
     WHERE t.project_id IN (SELECT project_id FROM hooks)
-), errs AS (
-    SELECT e.id, e.project_id, e.created_at, e.resolved, e.resolved_at, e.regressed_at,
-           e.first_notice_id, e.first_notice_at, e.last_notice_id, e.last_notice_at
-    FROM batch b JOIN errors e ON e.id = b.error_id
+), pairs AS (  -- each error of the batch with each hook of its project: one join, then filters
+    SELECT h.id AS hook_id, h.events, h.spike_threshold, e.id, e.project_id, e.created_at, e.resolved,
+           e.resolved_at, e.regressed_at, e.first_notice_id, e.first_notice_at, e.last_notice_id,
+           e.last_notice_at
+    FROM batch b JOIN errors e ON e.id = b.error_id JOIN hooks h ON h.project_id = e.project_id
 ), reopened AS (
-    SELECT DISTINCT ON (r.id) r.id, r.project_id, r.resolved_at, t.id AS notice_id, t.received_at
-    FROM errs r JOIN tmp_notices t ON t.error_id = r.id
-    WHERE r.regressed_at = now() AND NOT r.resolved AND t.received_at > coalesce(r.resolved_at, '-infinity')
-    ORDER BY r.id, t.id
+    SELECT DISTINCT ON (p.hook_id, p.id) p.hook_id, p.id, p.project_id, p.resolved_at,
+           t.id AS notice_id, t.received_at
+    FROM pairs p JOIN tmp_notices t ON t.error_id = p.id
+    WHERE p.regressed_at = now() AND NOT p.resolved AND 'error.regressed' = ANY (p.events)
+      AND t.received_at > coalesce(p.resolved_at, '-infinity')
+    ORDER BY p.hook_id, p.id, t.id
 ), spiking AS (
-    SELECT h.id AS hook_id, r.id, r.project_id, r.last_notice_id, r.last_notice_at
-    FROM errs r JOIN hooks h ON h.project_id = r.project_id
+    SELECT p.hook_id, p.id, p.project_id, p.last_notice_id, p.last_notice_at
+    FROM pairs p
     CROSS JOIN LATERAL (
         SELECT coalesce(sum(CASE WHEN x.hour = date_trunc('hour', now()) THEN x.count
                                  ELSE x.count * (1 - extract(epoch FROM now() - date_trunc('hour', now()))
                                                      / 3600) END), 0) AS recent
         FROM error_hourly x
-        WHERE x.error_id = r.id AND x.hour >= date_trunc('hour', now()) - interval '1 hour'
+        WHERE x.error_id = p.id AND x.hour >= date_trunc('hour', now()) - interval '1 hour'
     ) c
-    WHERE 'error.spike' = ANY (h.events) AND h.spike_threshold IS NOT NULL
-      AND c.recent >= h.spike_threshold
-      AND NOT EXISTS (
+    WHERE 'error.spike' = ANY (p.events) AND p.spike_threshold IS NOT NULL
+      AND c.recent >= p.spike_threshold
+      AND (p.created_at = now() OR NOT EXISTS (  -- an error new in this transaction has had no spike
           SELECT 1 FROM webhook_deliveries d
-          WHERE d.hook_id = h.id AND d.error_id = r.id AND d.event = 'error.spike'
+          WHERE d.hook_id = p.hook_id AND d.error_id = p.id AND d.event = 'error.spike'
             AND d.created_at > now() - interval '1 hour'
-      )
+      ))
 ), events AS (
-    SELECT h.id AS hook_id, r.project_id, 'error.new' AS event, 'new:' || r.id AS cause, r.id AS error_id,
-           r.first_notice_id AS notice_id, r.first_notice_at AS notice_at
-    FROM errs r JOIN hooks h ON h.project_id = r.project_id
-    WHERE r.created_at = now() AND 'error.new' = ANY (h.events)
+    SELECT p.hook_id, p.project_id, 'error.new' AS event, 'new:' || p.id AS cause, p.id AS error_id,
+           p.first_notice_id AS notice_id, p.first_notice_at AS notice_at
+    FROM pairs p
+    WHERE p.created_at = now() AND 'error.new' = ANY (p.events)
     UNION ALL
-    SELECT h.id, r.project_id, 'error.regressed',
+    SELECT r.hook_id, r.project_id, 'error.regressed',
            'regressed:' || r.id || ':' || coalesce(extract(epoch FROM r.resolved_at)::text, ''),
            r.id, r.notice_id, r.received_at
-    FROM reopened r JOIN hooks h ON h.project_id = r.project_id
-    WHERE 'error.regressed' = ANY (h.events)
+    FROM reopened r
     UNION ALL
     SELECT s.hook_id, s.project_id, 'error.spike',
            'spike:' || s.id || ':' || extract(epoch FROM date_trunc('hour', now()))::bigint,
@@ -76,7 +78,8 @@ WITH hooks AS (
 INSERT INTO webhook_deliveries (hook_id, project_id, event, cause, error_id, notice_id, notice_at)
 SELECT hook_id, project_id, event, cause, error_id, notice_id, notice_at
 FROM events
-ORDER BY hook_id, cause  -- concurrent batches take unique-index locks in one order
+-- No ORDER BY for the unique index's locks: two batches can only record the same cause for the same
+-- error, and WRITE's upsert has already serialised them on that errors row.
 ON CONFLICT (hook_id, cause) DO NOTHING
 """
 

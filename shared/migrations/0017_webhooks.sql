@@ -18,11 +18,12 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_project ON webhooks (project_id) WHERE enabled;
 
 -- One row per (hook, cause): written in the same transaction as the notice (or deploy) that caused
--- it, so nothing is lost; UNIQUE (hook_id, cause) so a redelivered batch records nothing twice. The
--- id is the delivery id every attempt carries (Faultline-Delivery), so a receiver drops repeats.
+-- it, so nothing is lost; keyed by (hook_id, cause) so a redelivered batch records nothing twice. The
+-- id is the delivery id every attempt carries (Faultline-Delivery), so a receiver drops repeats; it
+-- has no index of its own (rows are found by their key): each index costs every outbox insert.
 CREATE TABLE webhook_deliveries (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    hook_id         bigint NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
+    hook_id         bigint NOT NULL,  -- no FK: its per-row check cost the outbox statement ~15 %
     project_id      integer NOT NULL,
     event           text NOT NULL,
     cause           text NOT NULL,
@@ -39,7 +40,7 @@ CREATE TABLE webhook_deliveries (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),  -- while sending: when its lease runs out
     created_at      timestamptz NOT NULL DEFAULT now(),
     delivered_at    timestamptz,
-    UNIQUE (hook_id, cause)
+    PRIMARY KEY (hook_id, cause)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (hook_id, next_attempt_at)
     WHERE status IN ('pending', 'sending');
@@ -48,3 +49,13 @@ CREATE INDEX webhook_deliveries_spike ON webhook_deliveries (hook_id, error_id, 
     WHERE event = 'error.spike';
 CREATE INDEX webhook_deliveries_done ON webhook_deliveries (created_at)
     WHERE status IN ('delivered', 'failed');
+
+-- What a foreign key's ON DELETE CASCADE would do (a hook deleted, or its project): only hooks' own
+-- deletes pay for it, never the outbox inserts.
+CREATE FUNCTION faultline_webhook_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM webhook_deliveries WHERE hook_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER webhooks_deleted AFTER DELETE ON webhooks
+    FOR EACH ROW EXECUTE FUNCTION faultline_webhook_deleted();
