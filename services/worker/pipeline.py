@@ -195,15 +195,14 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
         if given:
             notice["environment"] = rules.default_environment
         gv = rules.grouping_version
-        if (
-            n == 0
-            and entry.fingerprint is not None
-            and entry.error_id is not None
-            and (entry.grouping_version or VERSION) == gv  # else the gateway's rules were not the project's
-        ):
-            fp, eid = entry.fingerprint, entry.error_id
-            if given and eid != ids.error_id(entry.project_id, rules.default_environment, fp):
+        given_fp = entry.fingerprint if n == 0 and entry.error_id is not None else None
+        if given_fp is not None and given:
+            if entry.error_id != ids.error_id(entry.project_id, rules.default_environment, given_fp):
                 notice["environment"], given = "", False  # grouped environment-less at the gateway
+        # The gateway's fingerprint, unless its version is not the project's (a transition window, or
+        # a settings change it had not seen yet): then the worker's own.
+        if given_fp is not None and entry.error_id is not None and (entry.grouping_version or VERSION) == gv:
+            fp, eid = given_fp, entry.error_id
         else:
             fp = fingerprint(notice, rules.app_patterns, rules.library_patterns, gv)
             eid = ids.error_id(entry.project_id, notice["environment"], fp)
@@ -211,7 +210,10 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
         previous = None
         if rules.previous_version is not None and ids.uuid7_ms(nid) < rules.window_until_ms:
             pv = rules.previous_version
-            pfp = fingerprint(notice, rules.app_patterns, rules.library_patterns, pv)
+            if given_fp is not None and entry.grouping_version == pv:  # the gateway's, inside a window
+                pfp = given_fp
+            else:
+                pfp = fingerprint(notice, rules.app_patterns, rules.library_patterns, pv)
             previous = (pfp, pv) if pfp != fp else None
         if given and defaulted is not None:
             defaulted.append(len(rows))
