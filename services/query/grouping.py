@@ -18,7 +18,7 @@ from services.query.errors import _error_detail, not_found, notice_key, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import invalid
 from services.query.state import POOL
-from services.worker.collisions import GROUPING_LOCK, MAX_TRIES, alternate
+from services.worker.collisions import GROUPING_LOCK, MAX_TRIES, alternate, lock_slot
 from shared.fingerprint import VERSION, VERSIONS, grouping_versions
 from shared.web import ApiError, json_response
 
@@ -156,7 +156,7 @@ async def _lock(conn: Any, asked: int) -> int:
     project = await conn.fetchval("SELECT project_id FROM errors WHERE id = $1", target)
     if project is None:
         raise not_found("Error")
-    await conn.execute(LOCK_PROJECT, GROUPING_LOCK, project)  # waits for the batches in flight
+    await conn.execute(LOCK_PROJECT, GROUPING_LOCK, lock_slot(project))  # waits for the batches in flight
     target = await resolve_error(conn, asked)  # merged meanwhile: its target (same project)
     if target is None:
         raise not_found("Error")

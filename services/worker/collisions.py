@@ -14,8 +14,8 @@ A fingerprint the table does not know yet gets its row (store.WRITE inserts them
 window's previous-version fingerprint: the gateway answers a notice inside a window with the previous
 version's id (shared.fingerprint.answering_version), which must resolve to where it went.
 
-Before the look-up a batch takes a shared advisory lock per project it holds (GROUPING_LOCK, in
-project order), kept until it commits; a merge or split takes its project's lock exclusively. So a
+Before the look-up a batch takes a shared advisory lock per project it holds (GROUPING_LOCK, one of
+LOCK_SLOTS per project, in slot order), kept until it commits; a merge or split takes its project's lock exclusively. So a
 batch either commits before a merge moves anything (and its notices move with the rest) or looks up
 after the merge committed. Row locks would do the same but starve a merge under steady ingest (share
 lockers keep joining while FOR UPDATE waits); PostgreSQL queues a waiting exclusive advisory lock
@@ -43,8 +43,17 @@ _PGV = COLUMNS.index("previous_version")
 MAX_TRIES = 8
 
 Group = tuple[int, str, str]  # project, environment, fingerprint
-GROUPING_LOCK = 0x67726F75  # advisory lock space (key 1) of a project's grouping; key 2: the project id
-LOCK_PROJECTS = "SELECT pg_advisory_xact_lock_shared($1::int, p) FROM unnest($2::int[]) AS p ORDER BY p"
+GROUPING_LOCK = 0x67726F75  # advisory lock space (key 1) of projects' grouping; key 2: lock_slot()
+# Slots, not project ids: a batch holds at most this many locks whatever number of projects it holds
+# (PostgreSQL's lock table has max_locks_per_transaction x max_connections entries, 6,400 by default).
+LOCK_SLOTS = 256
+LOCK_PROJECTS = "SELECT pg_advisory_xact_lock_shared($1::int, s) FROM unnest($2::int[]) AS s ORDER BY s"
+
+
+def lock_slot(project_id: int) -> int:
+    """The advisory lock a project's batches share and its merges and splits take alone."""
+    return project_id % LOCK_SLOTS
+
 
 LOOKUP = """
 WITH k AS (
@@ -86,7 +95,7 @@ async def resolve(conn: Conn, rows: list[Row]) -> tuple[list[Row], list[Mapping]
         if row[_PREV] is not None:
             groups.add((row[_PID], row[_ENV], row[_PREV]))
     keys = sorted(groups)
-    await conn.execute(LOCK_PROJECTS, GROUPING_LOCK, sorted({k[0] for k in keys}))
+    await conn.execute(LOCK_PROJECTS, GROUPING_LOCK, sorted({lock_slot(k[0]) for k in keys}))
     found = await conn.fetch(
         LOOKUP,
         list({row[_EID] for row in rows}),
