@@ -111,6 +111,8 @@ async def split(request: web.Request) -> web.Response:
     fp, notice = data.get("fingerprint"), data.get("notice_id")
     if (fp is None) == (notice is None) or not isinstance(fp or notice, str):
         raise invalid("Split", "fingerprint")  # exactly one of fingerprint, notice_id
+    if isinstance(fp, str) and ("\x00" in fp or len(fp) > 1000):  # no stored fingerprint looks like it
+        raise ApiError(404, "that fingerprint is not this error's")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         target = await _lock(conn, asked)
         error = await conn.fetchrow(
