@@ -91,6 +91,11 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)
 """
 
 
+def mapping_arrays(added: Sequence[collisions.Mapping]) -> list[list[Any]]:
+    """WRITE's $1-$6: the groupings rows a batch adds, column by column (none: six empty arrays)."""
+    return [list(column) for column in zip(*added, strict=True)] if added else [[] for _ in range(6)]
+
+
 async def init_connection(conn: Conn) -> None:
     # No JIT: the staging table has no statistics, so the planner guesses thousands of rows per
     # batch row; from about 2,000 rows a batch WRITE crosses jit_above_cost and PostgreSQL spends
@@ -105,8 +110,7 @@ async def write_batch(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> int:
         # the mapped error, or the row's own id (never another group's)
         rows, added = await collisions.resolve(conn, list(rows))
         await conn.copy_records_to_table("tmp_notices", records=rows, columns=COLUMNS)
-        mappings = [list(column) for column in zip(*added, strict=True)] if added else [[]] * 6
-        record = await conn.fetchrow(WRITE, *mappings)
+        record = await conn.fetchrow(WRITE, *mapping_arrays(added))
         await outbox.record(conn)  # webhook events, committed with the notices that caused them
     assert record is not None
     return int(record[0])

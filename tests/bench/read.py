@@ -130,7 +130,7 @@ async def _stage_and_write(
 ) -> Any:
     async with conn.transaction():
         await conn.execute(stage, n, now_ms, span, errors)
-        return await conn.fetchrow(store.WRITE)
+        return await conn.fetchrow(store.WRITE, *store.mapping_arrays([]))
 
 
 async def error_ids(stack: Stack, limit: int) -> list[int]:
