@@ -38,9 +38,7 @@ def request_id() -> str:
 
 def location_id() -> str:
     """A fresh random UUIDv4 as text (what /locate looks notices up by)."""
-    value = _entropy.take(16) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _text(_entropy.take(16) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48))
 
 
 _last_ms = 0
@@ -54,13 +52,23 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
     Monotonic within a process (RFC 9562, method 1): ids minted in the same millisecond, or while
     the clock steps back, still sort in the order they were made.
     """
+    return uuid.UUID(int=_uuid7(ms))
+
+
+def uuid7_text(ms: int | None = None) -> str:
+    """`str(uuid7(ms))` without the UUID object (the gateway mints one per request)."""
+    return _text(_uuid7(ms))
+
+
+def _uuid7(ms: int | None) -> int:
+    """The value of the next UUIDv7 (see `uuid7`)."""
     global _last_ms, _seq
     now = time.time_ns() // 1_000_000
     if ms is None:
         ms = now
     elif abs(ms - now) > _MAX_STEP_BACK_MS:
         # A caller's explicit, distant time (imports, tests): outside the process's sequence.
-        return _make(ms, _entropy.take(2) & 0xFFF)
+        return _value(ms, _entropy.take(2) & 0xFFF)
     if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
         ms = _last_ms
         _seq += 1
@@ -70,7 +78,7 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
     else:
         _last_ms = ms
         _seq = _entropy.take(2) & 0x3FF  # random start, headroom to count up
-    return _make(ms, _seq)
+    return _value(ms, _seq)
 
 
 NTH_BITS = 16  # the top bits of rand_b: 0 in a minted id, n in the n-th notice of the same body
@@ -83,10 +91,9 @@ def _text(value: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _make(ms: int, seq: int) -> uuid.UUID:
+def _value(ms: int, seq: int) -> int:
     rand_b = _entropy.take(8) & ((1 << _NTH_SHIFT) - 1)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
-    return uuid.UUID(int=value)
+    return (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
 
 
 def nth_notice_id(first: uuid.UUID, n: int) -> uuid.UUID:

@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,9 @@ from shared.timeutil import iso
 from shared.web import credential_from_headers
 
 logger = logging.getLogger(__name__)
+
+
+HASHES_KEPT = 4096
 
 
 def hash_key(key: str) -> bytes:
@@ -134,6 +137,7 @@ class KeyCache:
         self._pool = pool
         self._interval = interval
         self._keys: dict[bytes, Credential] = {}
+        self._hashes: dict[str, bytes] = {}  # presented key -> hash_key: the hot keys, bounded
         self.projects: dict[int, Project] = {}
         self.loaded = asyncio.Event()
         self.listening = asyncio.Event()
@@ -150,13 +154,22 @@ class KeyCache:
     def lookup(self, key: str | None) -> Credential | None:
         if not key:
             return None
-        return self._keys.get(hash_key(key))
+        return self._keys.get(self._hash(key))
+
+    def _hash(self, key: str) -> bytes:
+        """`hash_key`, remembered for the last HASHES_KEPT distinct keys (one request hashed its key
+        up to three times: the prefetch, the check, the Sentry header)."""
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= HASHES_KEPT:
+                self._hashes.clear()
+            h = self._hashes[key] = hash_key(key)
+        return h
 
     def contains_key(self, text: str) -> bool:
         """Whether a value about to be stored is, or contains, a live key or token."""
-        return self.lookup(text.strip()) is not None or any(
-            self.lookup(m) is not None for m in _KEYISH.findall(text)
-        )
+        # hash_key, not the memo: scrubbed text would only churn it.
+        return any(hash_key(k) in self._keys for k in (text.strip(), *_KEYISH.findall(text)) if k)
 
     # ---- keys this process has not heard of yet ----
 
@@ -171,7 +184,7 @@ class KeyCache:
         for key in keys:
             if not key or len(key) > MAX_KEY_LENGTH:
                 continue
-            h = hash_key(key)
+            h = self._hash(key)
             if h in self._keys or self._negative.get(h, 0.0) > now:
                 continue
             fut = self._inflight.get(h) or self._waiting.get(h)
@@ -378,19 +391,30 @@ def candidates(request: web.Request) -> list[str | None]:
     found: list[str | None] = [credential_from_headers(request)]
     found += [_sentry_key(request.headers.get(h)) for h in ("X-Sentry-Auth", "Authorization")]
     found += [request.query.get(name, "").strip() for name in _PARAMS]
-    found.append(request.cookies.get("faultline_token"))
+    if "Cookie" in request.headers:  # parsing an absent cookie header still cost a parser call
+        found.append(request.cookies.get("faultline_token"))
     return found
 
 
-def prefetch(app_key: web.AppKey[KeyCache]) -> Any:
-    """A middleware: keys in the request that the cache has not heard of yet are looked up first,
-    so a key works on the first request after its creation, at every process."""
+def prefetcher(app_key: web.AppKey[KeyCache]) -> Callable[[web.Request], Awaitable[None]]:
+    """Looks up first the keys in a request that the cache has not heard of yet, so a key works on
+    the first request after its creation, at every process. Never raises."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def before(request: web.Request) -> None:
         cache = request.app.get(app_key)
         if cache is not None:
             await cache.resolve(candidates(request))
+
+    return before
+
+
+def prefetch(app_key: web.AppKey[KeyCache]) -> Any:
+    """`prefetcher` as a middleware of its own (the query service)."""
+    before = prefetcher(app_key)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        await before(request)
         response: web.StreamResponse = await handler(request)
         return response
 

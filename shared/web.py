@@ -89,10 +89,29 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, status counts, and the error mapping; no traceback ever reaches a client."""
+    return await _around(request, handler, None)
+
+
+def error_middleware_with(before: Callable[[web.Request], Awaitable[None]]) -> Any:
+    """`error_middleware` that first awaits `before(request)` (which must not raise): one middleware
+    layer instead of two on the gateway's hot path."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _around(request, handler, before)
+
+    return middleware
+
+
+async def _around(
+    request: web.Request, handler: Handler, before: Callable[[web.Request], Awaitable[None]] | None
+) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")[:64] or ids.request_id()
     request_id.set(rid)
     metrics = request.app.get(METRICS)
     try:
+        if before is not None:
+            await before(request)
         response = await _handle(request, handler)
     except asyncio.CancelledError:
         if metrics is not None and _client_gone(request):
@@ -305,6 +324,8 @@ BODY_TIMEOUT = 30.0  # seconds a client gets to send a whole body (a slow upload
 async def read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
     """The request body, decompressed, within both caps (413 above them, 415 for unknown codings) and
     within BODY_TIMEOUT seconds (408 after it)."""
+    if request.content.is_eof():  # the whole body came with the headers: no read can wait
+        return await _read_body(request, max_body, max_decompressed)
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
             return await _read_body(request, max_body, max_decompressed)

@@ -59,37 +59,24 @@ def _paths(routes: Iterable[web.AbstractRouteDef]) -> frozenset[str]:
     )
 
 
-async def _methods(request: web.Request) -> set[str]:
-    """The methods the request's path answers, when it is a CORS path (empty otherwise)."""
-    paths = request.app[CORS_PATHS]
-    for resource in request.app.router.resources():
-        if resource.canonical in paths:
-            _, allowed = await resource.resolve(request)
-            if allowed:
-                return set(allowed)
-    return set()
-
-
-@web.middleware
-async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer `OPTIONS` on an ingest route (no route of its own: aiohttp would say 405)."""
-    if request.method != "OPTIONS":
-        return await handler(request)
-    methods = await _methods(request)
-    if not methods:
-        return await handler(request)
+def _preflight(methods: frozenset[str]) -> Handler:
+    """The `OPTIONS` answer of one ingest path (a route, not a middleware: other requests pay nothing)."""
     allow = ", ".join(sorted(methods | {"OPTIONS"}))
-    headers = {"Allow": allow, "Access-Control-Allow-Methods": allow}
-    if "Origin" in request.headers:
-        headers.update(
-            {
-                "Access-Control-Allow-Origin": request.headers["Origin"],
-                "Access-Control-Allow-Headers": ALLOW_HEADERS,
-                "Access-Control-Max-Age": MAX_AGE,
-                "Vary": "Origin",
-            }
-        )
-    return web.Response(status=200, headers=headers)
+
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        headers = {"Allow": allow, "Access-Control-Allow-Methods": allow}
+        if "Origin" in request.headers:
+            headers.update(
+                {
+                    "Access-Control-Allow-Origin": request.headers["Origin"],
+                    "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                    "Access-Control-Max-Age": MAX_AGE,
+                    "Vary": "Origin",
+                }
+            )
+        return web.Response(status=200, headers=headers)
+
+    return preflight
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -110,7 +97,12 @@ def ingest_routes() -> list[web.AbstractRouteDef]:
 
 
 def install(app: web.Application, routes: Iterable[web.AbstractRouteDef] | None = None) -> None:
-    """CORS for `routes` (default: the ingest ones) of the gateway app."""
-    app[CORS_PATHS] = _paths(ingest_routes() if routes is None else routes)
-    app.middlewares.append(preflight)
+    """CORS for `routes` (default: the ingest ones) of the gateway app: call after adding them."""
+    chosen = [r for r in (ingest_routes() if routes is None else routes) if isinstance(r, web.RouteDef)]
+    app[CORS_PATHS] = _paths(chosen)
+    methods: dict[str, set[str]] = {}
+    for r in chosen:
+        methods.setdefault(r.path, set()).add(r.method)
+    for path, allowed in methods.items():
+        app.router.add_route("OPTIONS", path, _preflight(frozenset(allowed)))
     app.on_response_prepare.append(_on_prepare)

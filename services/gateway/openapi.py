@@ -723,7 +723,8 @@ def spec(settings: Settings) -> dict[str, Any]:
             "version": "1",
             "description": "Error-notice ingest: Exceptioner v1, CrashLog, Sentry, Airbrake v3 and "
             "Exceptionless v2, each with its own answers. Every request needs a project's client key. "
-            + caps,
+            "Every ingest route also answers a CORS preflight (`OPTIONS`, no key) for any origin; "
+            "whether an origin may submit is the project's `allowed_origins` setting. " + caps,
         },
         "servers": [{"url": "/"}],
         "tags": [

@@ -36,7 +36,7 @@ class Ids:
     @classmethod
     def new(cls) -> Ids:
         now_ms = time.time_ns() // 1_000_000
-        return cls(str(ids.uuid7(now_ms)), ids.location_id(), now_ms / 1000)
+        return cls(ids.uuid7_text(now_ms), ids.location_id(), now_ms / 1000)
 
 
 def authenticate(request: web.Request, key: str | None = None) -> Project:

@@ -11,12 +11,12 @@ METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def routes(client: TestClient) -> set[tuple[str, str]]:
-    """(method, path template) of every route the app answers, HEAD aside (aiohttp adds it to each GET)."""
+    """(method, path template) of every route the app answers, HEAD aside (aiohttp adds it to each GET), and preflights (described once, services/gateway/openapi.py)."""
     app = client.server.app
     assert app is not None
     out = set()
     for route in app.router.routes():
-        if route.method == "HEAD":
+        if route.method in ("HEAD", "OPTIONS"):  # OPTIONS: the CORS preflight of each ingest route
             continue
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("formatter") or info.get("path")  # formatter: the template without the regexes
