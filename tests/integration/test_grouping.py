@@ -417,3 +417,21 @@ async def test_merge_combines_deploy_revisions_and_resolution(gateway, query, co
     assert resp.status == 200 and (await resp.json())["id"] == newer["error_id"]
     status, now = await get_error(query, user_token, newer["error_id"])
     assert now["resolved"] is True
+
+
+async def test_a_merged_fingerprint_stays_merged_across_a_version_change(
+    gateway, query, consumer, project, user_token, pool
+):
+    a = await report(gateway, project, "kept together", "KeptOneError")
+    b = await report(gateway, project, "kept together", "KeptTwoError")
+    await drain(consumer)
+    h = {"Api-Key": user_token}
+    resp = await query.post(f"/v1/errors/{a['error_id']}/merge", json={"ids": [b["error_id"]]}, headers=h)
+    assert resp.status == 200
+    # Version 2 gives these notices the fingerprints version 1 gave them; with no window at all, the
+    # mapping still says where they go (not their derived ids, one of which was merged away).
+    await configure(query, gateway, consumer, project, user_token, grouping_version=2, grouping_window_days=0)
+    again = await report(gateway, project, "kept together", "KeptTwoError")
+    await drain(consumer)
+    assert again["error_id"] == b["error_id"]  # the id the client knows; it resolves to the target
+    assert await project_errors(pool, project) == {a["error_id"]: 3}
