@@ -43,6 +43,7 @@ DESCRIPTION = "description"
 DEPLOY = "deploy"
 MAX_PER_CALL = 2000  # entries per script call: bounds how long one call holds the Redis server
 COALESCE_YIELDS = 2
+LANE_TIMEOUT = 5.0  # seconds one script call may take on the publisher's connection, then 503
 ONCE_TTL = 3600  # seconds a once-key is remembered (Sentry event ids: SDK retries come within minutes)
 RATE_WINDOW_MS = 60_000
 CLUSTER_SCHEME = "redis+cluster"
@@ -757,33 +758,16 @@ class Publisher:
                 p.future.set_exception(QueueUnavailable("Queue unavailable; retry later"))
 
     async def _send_one(self, members: list[_Pending], keys: list[Any], args: list[Any]) -> None:
-        """One script call on the publisher's own connection, packed by hiredis: redis-py's command
-        path (pure-Python packing, pool and retry machinery per call) took ~10 % of a gateway's CPU."""
+        """One script call on the publisher's own connection, packed by hiredis, under one deadline.
+
+        redis-py's command path (pure-Python packing, pool and retry machinery, and with a socket
+        timeout a task per write through `wait_for`) took ~25 % of a gateway's CPU under load.
+        """
         command = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
         try:
-            for attempt in range(3):
-                if self._lane is None:  # memory mode flushes one at a time: one connection carries them
-                    self._lane = await self._redis.connection_pool.get_connection()
-                conn = self._lane
-                try:
-                    await conn.send_packed_command(command, check_health=False)
-                    replies = await conn.read_response()
-                except NoScriptError:
-                    if attempt:
-                        raise
-                    await conn.send_command("SCRIPT", "LOAD", _QUEUE)  # a restarted or new server
-                    await conn.read_response()
-                    continue
-                except (RedisConnectionError, OSError):
-                    # A connection the server or a proxy closed while idle: once more on a new one.
-                    # Should the first call have run after all, its entries are queued twice under
-                    # the same notice ids, which the workers store once.
-                    await self._drop_lane()
-                    if attempt:
-                        raise
-                    continue
-                break
-        except (RedisError, OSError, asyncio.CancelledError) as e:
+            async with asyncio.timeout(LANE_TIMEOUT):
+                replies = await self._call(command)
+        except (RedisError, OSError, asyncio.CancelledError) as e:  # TimeoutError is an OSError
             await self._drop_lane()  # a reply may still be on its way: never reuse the connection
             self._fail(members, e)
             if isinstance(e, asyncio.CancelledError):
@@ -791,11 +775,35 @@ class Publisher:
             return
         self._settle(members, replies)
 
+    async def _call(self, command: bytes) -> Any:
+        for attempt in range(3):
+            if self._lane is None:  # memory mode flushes one at a time: one connection carries them
+                pool = self._redis.connection_pool
+                # Not a pooled one: without a socket timeout of its own its writes need no task each;
+                # `_send_one`'s deadline bounds the whole call instead.
+                self._lane = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+            conn = self._lane
+            try:
+                await conn.send_packed_command(command, check_health=False)
+                return await conn.read_response()
+            except NoScriptError:
+                if attempt:
+                    raise
+                await conn.send_command("SCRIPT", "LOAD", _QUEUE)  # a restarted or new server
+                await conn.read_response()
+            except (RedisConnectionError, OSError):
+                # A connection the server or a proxy closed while idle: once more on a new one. Should
+                # the first call have run after all, its entries are queued twice under the same
+                # notice ids, which the workers store once.
+                await self._drop_lane()
+                if attempt:
+                    raise
+        raise RedisConnectionError("no answer after reconnecting")  # pragma: no cover
+
     async def _drop_lane(self) -> None:
         conn, self._lane = self._lane, None
         if conn is not None:
             await conn.disconnect()
-            await self._redis.connection_pool.release(conn)
 
     async def _send(self, client: Any, calls: list[tuple[list[_Pending], list[Any], list[Any]]]) -> None:
         """Every call in one pipeline on one connection, then WAITAOF / WAIT there for all of them."""
