@@ -47,6 +47,8 @@ async def gateway_phase(s: Stack, cfg: Config, R: Results, workdir: Path) -> tup
     url = f"http://127.0.0.1:{port}"
     cport, cpid = await gateway.start_ceiling(s)
     curl = f"http://127.0.0.1:{cport}"
+    fport, fpid = await gateway.start_floor(s)
+    furl = f"http://127.0.0.1:{fport}"
     rpid = await probe.redis_pid(s.r) or 0
     found = await gateway.probe(s, url, workdir, cfg.variants)
     R["protocols"] = {
@@ -77,6 +79,18 @@ async def gateway_phase(s: Stack, cfg: Config, R: Results, workdir: Path) -> tup
             check_stream=False,
         )
         c.setdefault("single", []).append(_run_figures(r))
+        r = await gateway.load(
+            s,
+            "queueing floor",
+            furl,
+            exc.requests_file,
+            cfg.load_seconds,
+            cfg.connections,
+            {"floor": fpid, "redis": rpid},
+            check_stream=False,
+        )
+        c.setdefault("floor", []).append(_run_figures(r))
+        await s.reset_stream()
         for a in single:
             r = await gateway.load(
                 s,
@@ -148,7 +162,7 @@ async def gateway_phase(s: Stack, cfg: Config, R: Results, workdir: Path) -> tup
         await s.reset_stream()
     R["rss"]["ceiling (bare aiohttp)"] = rss_mib(cpid, peak=True)
     R["rss"]["gateway, second process"] = rss_mib(gw2.pid, peak=True)
-    s.stop(gw2, c2, *[x for x in s.services if x.name == "ceiling"])
+    s.stop(gw2, c2, *[x for x in s.services if x.name in ("ceiling", "floor")])
     R["rss_gateway_after_load"] = rss_mib(gw.pid, peak=True)
     return gw, port
 

@@ -121,6 +121,16 @@ async def start_ceiling(stack: Stack) -> tuple[int, int]:
     return port, svc.pid
 
 
+async def start_floor(stack: Stack) -> tuple[int, int]:
+    """The queueing floor (tests/bench/floor.py) on the stack's Redis and streams."""
+    assert stack.project is not None
+    port = free_port()
+    args = [str(port), stack.project.key, str(stack.project.id)]
+    svc = stack.service("floor", "tests.bench.floor", stack.env(), args)
+    svc.wait_http(f"http://127.0.0.1:{port}/healthz")
+    return port, svc.pid
+
+
 async def settle(seconds: float = 0.3) -> None:
     """A short pause between runs so one run's tail does not overlap the next."""
     await asyncio.sleep(seconds)
