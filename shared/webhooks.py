@@ -80,7 +80,13 @@ def public_address(address: str) -> bool:
 
 def url_problem(url: Any) -> str | None:
     """Why a hook URL is refused on its form (http/https with a host), or None."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL or any(c.isspace() for c in url):
+    if (
+        not isinstance(url, str)
+        or not url
+        or len(url) > MAX_URL
+        or not url.isascii()  # an IDN host goes in its punycode (xn--) form
+        or any(c.isspace() or not c.isprintable() for c in url)
+    ):
         return "invalid"
     try:
         parts = urlsplit(url)
@@ -103,7 +109,7 @@ async def refused_address(url: str) -> bool:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, UnicodeError):
         return True  # cannot be checked: refused
     return not infos or any(not public_address(str(info[4][0])) for info in infos)
 

@@ -44,7 +44,7 @@ USER_AGENT = "Faultline-Webhooks/1"
 # Ingest first: while this process's consumer drains a backlog (Backlog), its delivery task claims
 # only every BUSY_CLAIM_EVERY seconds; deliveries catch up after. Measured (tests/bench/hooks.py):
 # claiming freely during a burst cost ingest ~20-30 % of its rate on a 2-core machine.
-BUSY_CLAIM_EVERY = 5.0
+BUSY_CLAIM_EVERY = 15.0
 TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 CLAIM = """

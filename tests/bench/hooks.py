@@ -25,6 +25,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.worker import delivery
 from shared import ids, stream, webhooks
 from shared.stream import Layout, Publisher
 from tests.bench.fill import raw_notice, templates
@@ -39,10 +40,10 @@ GOAL = 0.90
 
 @dataclass(frozen=True)
 class Config:
-    notices: int = 16_000
-    errors: int = 250  # per project: 4,000 new errors per drain
+    notices: int = 32_000
+    errors: int = 625  # per project: 10,000 new errors per drain
     workers: int = 2
-    runs: int = 3
+    runs: int = 7
 
     @classmethod
     def smoke(cls) -> Config:
@@ -175,7 +176,12 @@ async def suite(cfg: Config, tmp: Path) -> dict[str, object]:
             received = len(receiver.requests)
     finally:
         await drop(name)
-    out: dict[str, object] = {"received": received}
+    out: dict[str, object] = {
+        "received": received,
+        # Each hooks run against the none run just before it: the machine's drift cancels out.
+        "spread": (min(r[0] for r in runs["none"]), max(r[0] for r in runs["none"])),
+        "paired": statistics.median(h[0] / n[0] for n, h in zip(runs["none"], runs["hooks"], strict=True)),
+    }
     for mode, results in runs.items():
         out[mode] = (
             statistics.median(r[0] for r in results),
@@ -189,6 +195,8 @@ def render(R: dict[str, object], cfg: Config) -> str:
     none: tuple[float, float, float] = R["none"]  # type: ignore[assignment]
     hooks: tuple[float, float, float] = R["hooks"]  # type: ignore[assignment]
     ratio = hooks[0] / none[0] if none[0] else 0.0
+    paired = float(R["paired"])  # type: ignore[arg-type]
+    low, high = R["spread"]  # type: ignore[misc]
     lines = [START, "## Webhooks: ingest with a hook on every event vs none", ""]
     lines.append(
         f"`python -m tests.bench.hooks` ({'smoke, ' if cfg.runs == 1 else ''}{cfg.notices} notices per drain "
@@ -205,13 +213,17 @@ def render(R: dict[str, object], cfg: Config) -> str:
     lines.append(
         f"| every event, every project (spike_threshold 1) | {hooks[0]:,.0f} | {hooks[1]:,.0f} | {hooks[2]:,.0f} |"
     )
-    verdict = "met" if ratio >= GOAL else "NOT met"
+    verdict = "met" if min(ratio, paired) >= GOAL else "NOT met"
     lines += [
         "",
-        f"With hooks: {ratio:.1%} of the rate without (goal: at least {GOAL:.0%}, {verdict}). The outbox costs "
-        "one set-based statement per batch inside the batch's transaction; deliveries go out afterwards at "
-        "the default per-hook pace (FAULTLINE_WEBHOOK_RATE per worker), so the receiver sees a bounded "
-        "rate while the rest waits in the table.",
+        f"With hooks: {ratio:.1%} of the rate without, medians (median of the paired runs' ratios: "
+        f"{paired:.1%}; goal: at least {GOAL:.0%}, {verdict}). Single runs without hooks ranged "
+        f"{low:,.0f}-{high:,.0f} stored/s on this shared machine: read differences under ~10 % as noise. "
+        "The outbox costs one set-based statement per batch inside the batch's transaction; while a "
+        "worker drains a backlog its delivery task claims only every "
+        f"{delivery.BUSY_CLAIM_EVERY:.0f} s, and afterwards sends at the per-hook pace "
+        "(FAULTLINE_WEBHOOK_RATE per worker), so the receiver sees a bounded rate while the rest waits in "
+        "the table.",
         "",
         END,
     ]

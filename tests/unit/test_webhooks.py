@@ -63,6 +63,8 @@ def test_only_public_addresses_pass():
     assert webhooks.url_problem("http:///nohost") == "invalid"
     assert webhooks.url_problem("https://example.com:99999/") == "invalid"
     assert webhooks.url_problem("https://example.com/hook?x=1") is None
+    assert webhooks.url_problem("https://exa\x00mple.com/") == "invalid"  # PostgreSQL text refuses NUL
+    assert webhooks.url_problem("https://bücher.example/") == "invalid"  # IDN: send its xn-- form
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():
