@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -212,6 +213,27 @@ async def e2e_phase(s: Stack, cfg: Config, R: Results, gw: Service, port: int, w
             pids[f"postgres#{i}"] = b
         for run in range(cfg.runs):
             log(f"end-to-end run {run + 1}/{cfg.runs}")
+            # The gateway's accepted rate with both workers frozen (SIGSTOP: they take no CPU and
+            # store nothing): compared with the gateway phase (no workers at all), it shows that what
+            # the gateway accepts does not wait on the workers, only on the cores they share.
+            for w in ws:
+                os.kill(w.pid, signal.SIGSTOP)
+            try:
+                r = await gateway.load(
+                    s,
+                    "workers frozen",
+                    url,
+                    files["exceptioner"],
+                    cfg.load_seconds,
+                    cfg.connections,
+                    {"gateway": gw.pid, "redis": rpid},
+                    check_stream=False,
+                )
+            finally:
+                for w in ws:
+                    os.kill(w.pid, signal.SIGCONT)
+            E.setdefault("frozen", []).append(_run_figures(r))
+            await e2e.drain(s, cfg.timeout)
             sat = await e2e.saturate(
                 s,
                 conn,

@@ -102,6 +102,14 @@ def goals(R: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         two,
         two > one,
     )
+    frozen, alone = med(E.get("frozen"), "requests_per_s"), med(g.get("exceptioner"), "requests_per_s")
+    add(
+        "Gateway accepts without waiting on workers (2 frozen vs none, ≥ 0.9 ×)",
+        f"{n(frozen)}/s with 2 workers frozen",
+        f"{n(alone)}/s with no worker, ratio {ratio(frozen, alone)}",
+        frozen,
+        frozen >= 0.9 * alone,
+    )
     commits = med(W.get("drain1"), "pg_commits_per_1000")
     calls = med(W.get("drain1"), "redis_calls_per_1000")
     add(
