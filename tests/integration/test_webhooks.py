@@ -388,3 +388,45 @@ async def test_the_cli_manages_hooks(settings, project, tmp_path):
     await cli.run("webhook", "delete", str(made["id"]))
     _, err = await cli.run("webhook", "show", str(made["id"]), status=1)
     assert "not found" in err
+
+
+async def test_per_hook_rate_is_bounded(hook_settings, pool, project, receiver):
+    """FAULTLINE_WEBHOOK_RATE: 10 deliveries to one hook at 20/s take at least 9/20 s to start."""
+    paced = dataclasses.replace(hook_settings, webhook_rate=20.0, webhook_concurrency=10)
+    async with pool.acquire() as conn:
+        hook = await webhooks.create(
+            conn,
+            project.id,
+            {"url": receiver.url, "events": ["error.new"], "secret": "r" * 20, "format": "json"},
+        )
+        for _ in range(10):
+            await webhooks.test_send(conn, project.id, hook["id"])
+    async with aiohttp.ClientSession(connector=delivery.connector(paced)) as session:
+        started = time.monotonic()
+        await settle(delivery.Deliverer(paced, pool, session), pool, hook["id"])
+        took = time.monotonic() - started
+    assert len(receiver.requests) == 10
+    assert took >= 9 / 20, took
+
+
+async def test_a_delivery_waiting_for_its_retry_shows_the_next_try(
+    hq, project, user_token, pool, deliverer, receiver
+):
+    receiver.status = 500
+    hook = await make_hook(hq, user_token, project.id, receiver.url, events=["error.new"])
+    resp = await hq.post(
+        f"/v1/projects/{project.id}/webhooks/{hook['id']}/test", headers={"Api-Key": user_token}
+    )
+    assert resp.status == 202
+    await deliverer.run_once()
+    resp = await hq.get(
+        f"/v1/projects/{project.id}/webhooks/{hook['id']}/deliveries", headers={"Api-Key": user_token}
+    )
+    (row,) = await resp.json()
+    assert (row["status"], row["attempts"], row["last_status"], row["last_error"]) == (
+        "pending",
+        1,
+        500,
+        "HTTP 500",
+    )
+    assert row["next_attempt_at"] is not None and row["event"] == "webhook.test"
