@@ -10,6 +10,12 @@ when its lease runs out any worker claims it again and sends the same bytes unde
 Per hook and per worker process: at most FAULTLINE_WEBHOOK_CONCURRENCY requests in flight and
 FAULTLINE_WEBHOOK_RATE started per second, so a burst of new errors queues in the table instead of
 flooding the receiver; ingest never waits for any of this (the outbox row is one statement per batch).
+
+Why in the workers rather than a `faultline notifier` service: nothing more to deploy, supervise,
+probe or scale (deliveries scale with the workers, and SKIP LOCKED plus the lease make any number of
+them safe together); the worker already holds what a payload needs (the database, the settings).
+The cost: the per-hook limits are per process (N workers, N times the rate), and sending shares a
+process with ingest, which is why it yields to a backlog (Backlog below).
 """
 
 from __future__ import annotations
