@@ -206,6 +206,8 @@ class Deliverer:
             body = row["body"]
             if body is None:
                 body = await self._make_body(row)
+                if body is None:  # the row is gone (its hook was deleted meanwhile)
+                    return
             await self._pace(hook)
             status, problem = await self._post(row, body)
             await self._mark(row, status, problem)
@@ -215,13 +217,13 @@ class Deliverer:
                 del self.inflight[hook]
             self._wake.set()
 
-    async def _make_body(self, row: Any) -> bytes:
+    async def _make_body(self, row: Any) -> bytes | None:
         async with self.pool.acquire() as conn:
             data = await hookbody.payload(conn, row, self.s.public_url)
             made = hookbody.encode(data, row["format"])
             # coalesce: a body another worker already made (a lease that ran out) wins, so every
             # attempt of this delivery sends the same bytes.
-            body: bytes = await conn.fetchval(
+            body: bytes | None = await conn.fetchval(
                 "UPDATE webhook_deliveries SET body = coalesce(body, $3)"
                 " WHERE hook_id = $1 AND cause = $2 RETURNING body",
                 row["hook_id"],
