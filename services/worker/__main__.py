@@ -40,7 +40,7 @@ async def serve() -> None:
     task = asyncio.create_task(consumer.run(stop))
     # Webhooks: beside ingest, and yielding to it while it drains a backlog.
     hooks = asyncio.create_task(
-        delivery.run(settings, stop, delivery.Backlog(consumer.stats, settings.batch_size))
+        delivery.run(settings, stop, delivery.Backlog(consumer.stats, settings.batch_size), consumer.stats)
     )
     stopping = asyncio.create_task(stop.wait())
     beat = None

@@ -169,8 +169,12 @@ class Deliverer:
         pool: asyncpg.Pool,
         session: aiohttp.ClientSession,
         busy: Callable[[], bool] | None = None,
+        counters: dict[str, float] | None = None,
     ) -> None:
         self.s = settings
+        # Attempts by outcome, counted into the consumer's stats when given: published with them to
+        # {prefix}:workers:<name> (fields webhook_delivered, webhook_retried, webhook_failed).
+        self.counters = counters if counters is not None else {}
         self.busy = busy
         self._claimed_at = 0.0
         self._draining = False
@@ -275,6 +279,7 @@ class Deliverer:
                 await conn.execute(RETRY, *key, attempts, status, problem, delay)
                 outcome = "retried"
         self.stats[outcome] += 1
+        self.counters[f"webhook_{outcome}"] = self.counters.get(f"webhook_{outcome}", 0.0) + 1
         log = logger.info if outcome == "delivered" else logger.warning
         log(
             "webhook %s delivery=%s hook=%s event=%s attempt=%d status=%s problem=%s",
@@ -366,14 +371,19 @@ def connector(settings: Settings) -> aiohttp.TCPConnector:
     return aiohttp.TCPConnector(limit=100, resolver=resolver, ttl_dns_cache=60)
 
 
-async def run(settings: Settings, stop: asyncio.Event, busy: Callable[[], bool] | None = None) -> None:
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    busy: Callable[[], bool] | None = None,
+    counters: dict[str, float] | None = None,
+) -> None:
     """The worker process's delivery task: its own small pool (never competing with batch writes for
-    a connection) and HTTP session; `busy` is the consumer's Backlog."""
+    a connection) and HTTP session; `busy` is the consumer's Backlog, `counters` its stats."""
     assert settings.database_url
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         async with aiohttp.ClientSession(connector=connector(settings)) as session:
-            await Deliverer(settings, pool, session, busy).run(stop)
+            await Deliverer(settings, pool, session, busy, counters).run(stop)
     finally:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pool.close(), 5)

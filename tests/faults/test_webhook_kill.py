@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from shared import db, webhooks
 from shared.settings import Settings
@@ -97,6 +98,18 @@ async def test_worker_sigkilled_between_send_and_mark_redelivers_the_same_id(
                 return r is not None and r["status"] == "delivered"
 
             await poll(f"redelivery\n{replacement.text()[-3000:]}", delivered, 40)
+            # The replacement's published worker stats count the attempt by outcome.
+            r = aioredis.Redis.from_url(settings.redis_url)
+
+            async def counted() -> bool:
+                keys = [k async for k in r.scan_iter(match=f"{env['FAULTLINE_STREAM_PREFIX']}:workers:*")]
+                values = [await r.hget(k, "webhook_delivered") for k in keys]
+                return any(float(v or 0) >= 1 for v in values)
+
+            try:
+                await poll("webhook_delivered in the worker's stats", counted, 20)
+            finally:
+                await r.aclose()
         finally:
             killed.set()
             gw.stop()
