@@ -557,6 +557,7 @@ class Publisher:
 
     One flush sends every shard's script call to its server in one pipeline; with `ack` fsync or
     replica the same pipeline ends in WAITAOF / WAIT, which must run on the connection that wrote.
+    Single server, memory mode: a connection of its own, outside the client's pool; `aclose` it.
     """
 
     def __init__(self, redis: Any, layout: Layout, backlog_limit: int, ack: str = MEMORY) -> None:

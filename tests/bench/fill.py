@@ -97,3 +97,4 @@ async def fill_stream(
             await task
         except asyncio.CancelledError:
             pass
+        await publisher.aclose()  # its own connection: not in the client's pool

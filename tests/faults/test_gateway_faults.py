@@ -35,8 +35,12 @@ def _pg_dir() -> Path:
 
 
 async def test_first_keys_gives_up_on_a_server_that_never_answers_and_on_none():
+    done = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(3600)
+        writers.append(writer)  # accepts and never answers; closed with the test (an unclosed
+        await done.wait()  # writer warns later, in whichever test the garbage collector runs)
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -51,7 +55,11 @@ async def test_first_keys_gives_up_on_a_server_that_never_answers_and_on_none():
             assert exit_info.value.code == 3
             assert time.monotonic() - started < gateway_app.ATTEMPT_TIMEOUT + 4, dsn
     finally:
+        done.set()
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()
 
 
 async def test_gateway_started_while_postgres_is_down_waits_logs_and_comes_up(settings: Settings):

@@ -296,6 +296,8 @@ async def _fill(
             out[pid] = [n.notice_id for n in notices]
     finally:
         runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await publisher.aclose()  # its own connection: not in the client's pool
         await r.aclose()
     return out
 

@@ -121,7 +121,7 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
         return path.format(id=ids["deploy_id"])
     if "{location_id}" in path:
         return path.format(location_id=ids["location_id"])
-    return path.format(id=ids["project_id"])
+    return path.format(id=ids["project_id"], hook=ids.get("hook_id", "1"))
 
 
 async def _spec(query: TestClient) -> dict[str, Any]:
@@ -201,7 +201,7 @@ async def test_every_parameter_of_every_route_takes_extremes(query, fixture_ids,
                 continue
             for value in EXTREMES + (CURSOR_EXTREMES if param["in"] == "query" else []):
                 if param["in"] == "path":
-                    ids = {k: value for k in ("error_id", "deploy_id", "project_id")}
+                    ids = {k: value for k in ("error_id", "deploy_id", "project_id", "hook_id")}
                     url = _concrete(path, {**fixture_ids, **ids})
                     if "{" + param["name"] + "}" not in path:
                         continue

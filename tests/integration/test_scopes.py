@@ -51,6 +51,7 @@ class Ctx:
     key_id: int = 0  # one more client key of `project`, and a spare token (revoked by the USER pass)
     token_id: int = 0
     doomed: Any = None  # a project of its own for DELETE /v1/projects/{id} (the last row)
+    hook_id: int = 0  # a webhook of `project`
 
 
 Send = Callable[[str | None], dict[str, Any]]
@@ -323,6 +324,61 @@ TABLE: list[tuple[str, str, str, str, str, Send, bytes | None]] = [
     ("query", "POST", "/v1/tokens", "/v1/tokens", "user", api_key, b'{"label": "scope"}'),
     ("query", "GET", "/v1/tokens/{id}", "/v1/tokens/{tid}", "user", api_key, None),
     ("query", "DELETE", "/v1/tokens/{id}", "/v1/tokens/{tid}", "user", api_key, None),
+    ("query", "GET", "/v1/projects/{id}/webhooks", "/v1/projects/{pid}/webhooks", "user", api_key, None),
+    (
+        "query",
+        "POST",
+        "/v1/projects/{id}/webhooks",
+        "/v1/projects/{pid}/webhooks",
+        "user",
+        api_key,
+        b'{"url": "https://93.184.216.34/hook", "events": ["error.new"]}',
+    ),
+    (
+        "query",
+        "GET",
+        "/v1/projects/{id}/webhooks/{hook}",
+        "/v1/projects/{pid}/webhooks/{hid}",
+        "user",
+        api_key,
+        None,
+    ),
+    (
+        "query",
+        "PATCH",
+        "/v1/projects/{id}/webhooks/{hook}",
+        "/v1/projects/{pid}/webhooks/{hid}",
+        "user",
+        api_key,
+        b'{"enabled": false}',
+    ),
+    (
+        "query",
+        "GET",
+        "/v1/projects/{id}/webhooks/{hook}/deliveries",
+        "/v1/projects/{pid}/webhooks/{hid}/deliveries",
+        "user",
+        api_key,
+        None,
+    ),
+    (
+        "query",
+        "POST",
+        "/v1/projects/{id}/webhooks/{hook}/test",
+        "/v1/projects/{pid}/webhooks/{hid}/test",
+        "user",
+        api_key,
+        None,
+    ),
+    (
+        "query",
+        "DELETE",
+        "/v1/projects/{id}/webhooks/{hook}",
+        "/v1/projects/{pid}/webhooks/{hid}",
+        "user",
+        api_key,
+        None,
+    ),
     ("query", "DELETE", "/v1/projects/{id}", "/v1/projects/{xpid}?confirm={xname}", "user", api_key, None),
 ]
 # Browser-only routes with their own rules, tested in test_pages.py: the page shows a login form
@@ -371,10 +427,14 @@ async def ctx(gateway, query, consumer, pool, project, user_token) -> Ctx:
     async with pool.acquire() as conn:
         key_row, _ = await keys.create_client_key(conn, project.id, "scope")
         token_row, _ = await keys.create_token(conn, "scope")
+        hook_id = await conn.fetchval(
+            "INSERT INTO webhooks (project_id, url, events, secret) VALUES ($1, $2, $3, $4) RETURNING id",
+            project.id, "https://93.184.216.34/hook", ["error.new"], "scope-secret",
+        )  # fmt: skip
     await reload_keys(gateway, query)
     return Ctx(
         project, other, user_token, body["error_id"], body["id"], location, deploy_id,
-        key_row["id"], token_row["id"], doomed,
+        key_row["id"], token_row["id"], doomed, hook_id,
     )  # fmt: skip
 
 
@@ -400,6 +460,7 @@ async def test_scope_rules(gateway, query, ctx: Ctx, who: str):
             .replace("{tid}", str(ctx.token_id))
             .replace("{xpid}", str(ctx.doomed.id))
             .replace("{xname}", ctx.doomed.name)
+            .replace("{hid}", str(ctx.hook_id))
         )
         data = (
             envelope()
