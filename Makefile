@@ -35,6 +35,7 @@ format: install
 bench: install
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench.shards
+	$(BIN)/python -m tests.bench.hooks
 
 bench-smoke: install
 	$(BIN)/python -m tests.bench --smoke

@@ -21,6 +21,9 @@ WORKER_FIELDS = {
     "batch_entries": ("worker_batch_entries_total", "counter", "Entries in written batches (sum)"),
     "write_seconds": ("worker_write_seconds_total", "counter", "Time spent in batch writes (sum)"),
     "write_seconds_max": ("worker_write_seconds_max", "gauge", "Slowest batch write"),
+    "webhook_delivered": ("worker_webhook_delivered_total", "counter", "Webhook deliveries answered 2xx"),
+    "webhook_retried": ("worker_webhook_retried_total", "counter", "Webhook attempts failed, retried later"),
+    "webhook_failed": ("worker_webhook_failed_total", "counter", "Webhook deliveries given up on"),
 }
 
 

@@ -378,9 +378,10 @@ async def suite(cfg: Config, workdir: Path, with_profiles: bool = False) -> Resu
 
 def keep_soak(text: str, out: Path) -> str:
     """Carry over the sections other runs write between markers from the old file: `make soak`'s
-    (tests/soak.py) and the shards benchmark's (tests/bench/shards.py)."""
+    (tests/soak.py), the shards benchmark's (tests/bench/shards.py) and the webhooks one's
+    (tests/bench/hooks.py)."""
     old = out.read_text() if out.exists() else ""
-    for name in ("shards", "soak"):
+    for name in ("shards", "hooks", "soak"):
         start, end = old.find(f"<!-- {name}:start -->"), old.find(f"<!-- {name}:end -->")
         if start >= 0 and end >= 0:
             text = text.rstrip("\n") + "\n\n" + old[start : end + len(f"<!-- {name}:end -->")] + "\n"

@@ -4,6 +4,7 @@ and a real aiohttp receiver on 127.0.0.1 (tests/receiver.py)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -192,6 +193,7 @@ async def test_a_receiver_failing_three_times_gets_it_on_the_fourth(
     hook = await make_hook(hq, user_token, project.id, receiver.url, events=["error.new"])
     await post(gateway, project.key, notice(exception="FlakyReceiverError"))
     await drain(consumer)
+    deliverer.counters = consumer.stats  # as the worker wires it: attempts published with its stats
     await settle(deliverer, pool, hook["id"])
     assert len(receiver.requests) == 4
     assert len({r.delivery for r in receiver.requests}) == 1  # one delivery id, four attempts
@@ -211,6 +213,14 @@ async def test_a_receiver_failing_three_times_gets_it_on_the_fourth(
     )
     metrics = await (await hq.get("/metrics")).text()
     assert 'faultline_webhook_deliveries{outcome="delivered"}' in metrics
+    await consumer.publish_stats()  # and the gateway's /metrics, from the worker's own counts
+    metrics = await (await gateway.get("/metrics")).text()
+    assert re.search(
+        r'^faultline_worker_webhook_retried_total\{worker="test-consumer"\} [3-9]', metrics, re.M
+    )
+    assert re.search(
+        r'^faultline_worker_webhook_delivered_total\{worker="test-consumer"\} [1-9]', metrics, re.M
+    )
 
 
 async def test_a_receiver_that_never_answers_2xx_ends_failed_and_visible(
