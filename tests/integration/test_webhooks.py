@@ -52,6 +52,10 @@ async def hq(hook_settings: Settings) -> AsyncIterator[TestClient]:
 
 @pytest.fixture
 async def deliverer(hook_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[delivery.Deliverer]:
+    # The delivery step claims every hook in the database; hooks other modules left (aimed at public
+    # addresses to pass the URL check) are switched off so that tests never reach past 127.0.0.1.
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE webhooks SET enabled = false WHERE url NOT LIKE 'http://127.0.0.1:%'")
     async with aiohttp.ClientSession(connector=delivery.connector(hook_settings)) as session:
         yield delivery.Deliverer(hook_settings, pool, session)
 
@@ -88,6 +92,15 @@ async def settle(deliverer: delivery.Deliverer, pool: asyncpg.Pool, hook_id: int
 def verified(secret: str, got: Any) -> bool:
     h = got.headers
     return webhooks.verify(secret, h["Faultline-Timestamp"], h["Faultline-Signature"], got.body)
+
+
+def worker_count(metrics: str, outcome: str) -> float:
+    """The test consumer's webhook_<outcome> counter as the gateway's /metrics renders it."""
+    found = re.search(
+        rf'^faultline_worker_webhook_{outcome}_total\{{worker="test-consumer"\}} (\S+)$', metrics, re.M
+    )
+    assert found, f"no webhook_{outcome} series for the test consumer"
+    return float(found.group(1))
 
 
 async def test_each_event_fires_exactly_once_for_its_cause(
@@ -215,12 +228,7 @@ async def test_a_receiver_failing_three_times_gets_it_on_the_fourth(
     assert 'faultline_webhook_deliveries{outcome="delivered"}' in metrics
     await consumer.publish_stats()  # and the gateway's /metrics, from the worker's own counts
     metrics = await (await gateway.get("/metrics")).text()
-    assert re.search(
-        r'^faultline_worker_webhook_retried_total\{worker="test-consumer"\} [3-9]', metrics, re.M
-    )
-    assert re.search(
-        r'^faultline_worker_webhook_delivered_total\{worker="test-consumer"\} [1-9]', metrics, re.M
-    )
+    assert worker_count(metrics, "retried") >= 3 and worker_count(metrics, "delivered") >= 1
 
 
 async def test_a_receiver_that_never_answers_2xx_ends_failed_and_visible(
