@@ -6,14 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.query import serialize
 from services.query.auth import holds_credential, request_credential, require_user
 from services.query.errors import not_found, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import Page, int_param, text_param
 from services.query.reads import read_conn
 from services.query.state import KEYS, POOL
-from shared import webhooks
+from shared import serialize, webhooks
 from shared.keys import Credential
 from shared.web import ApiError, json_response, validation_failed
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.query import serialize
 from services.query.auth import require_user
 from services.query.filters import error_filters, in_time_range
 from services.query.json_body import json_hash
 from services.query.pagination import Page, invalid
 from services.query.reads import read_conn
 from services.query.state import POOL
+from shared import serialize
 from shared.ids import uuid7_ms
 from shared.timeutil import UTC
 from shared.web import ApiError, json_response

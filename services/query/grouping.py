@@ -18,8 +18,8 @@ from services.query.errors import _error_detail, not_found, notice_key, path_int
 from services.query.json_body import json_hash
 from services.query.pagination import invalid
 from services.query.state import POOL
-from services.worker.collisions import GROUPING_LOCK, MAX_TRIES, alternate, lock_slot
 from shared.fingerprint import VERSION, VERSIONS, grouping_versions
+from shared.grouping import GROUPING_LOCK, MAX_TRIES, alternate, lock_slot
 from shared.web import ApiError, json_response
 
 MAX_MERGE = 100  # ids folded in by one request

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.query import serialize
 from services.query.auth import require_user
 from services.query.errors import ERROR_COLUMNS, NOTICE_COLUMNS, not_found
 from services.query.reads import read_conn
 from services.query.state import SETTINGS
+from shared import serialize
 from shared.timeutil import iso
 from shared.web import json_response
 

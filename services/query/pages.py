@@ -21,10 +21,10 @@ from aiohttp import web
 from services.query.auth import require_user
 from services.query.locate import find_error, find_notice, location_key, notice_path
 from services.query.reads import read_conn
-from services.query.serialize import frame_line
 from services.query.state import KEYS, SETTINGS
 from shared.frames import mark_in_app
 from shared.model import Frame
+from shared.serialize import frame_line
 from shared.timeutil import iso
 from shared.web import ApiError
 

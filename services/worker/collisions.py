@@ -30,6 +30,7 @@ from typing import NamedTuple
 from services.worker.pipeline import COLUMNS, Row
 from shared import ids
 from shared.db import Conn
+from shared.grouping import GROUPING_LOCK, MAX_TRIES, alternate, lock_slot
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +41,8 @@ _FP = COLUMNS.index("fingerprint")
 _GV = COLUMNS.index("grouping_version")
 _PREV = COLUMNS.index("previous_fingerprint")
 _PGV = COLUMNS.index("previous_version")
-MAX_TRIES = 8
-
 Group = tuple[int, str, str]  # project, environment, fingerprint
-GROUPING_LOCK = 0x67726F75  # advisory lock space (key 1) of projects' grouping; key 2: lock_slot()
-# Slots, not project ids: a batch holds at most this many locks whatever number of projects it holds
-# (PostgreSQL's lock table has max_locks_per_transaction x max_connections entries, 6,400 by default).
-LOCK_SLOTS = 256
 LOCK_PROJECTS = "SELECT pg_advisory_xact_lock_shared($1::int, s) FROM unnest($2::int[]) AS s ORDER BY s"
-
-
-def lock_slot(project_id: int) -> int:
-    """The advisory lock a project's batches share and its merges and splits take alone."""
-    return project_id % LOCK_SLOTS
 
 
 LOOKUP = """
@@ -78,11 +68,6 @@ class Mapping(NamedTuple):
     grouping_version: int
     error_id: int
     derived_id: int
-
-
-def alternate(project_id: int, environment: str, fingerprint: str, attempt: int) -> int:
-    """The group's id after `attempt` collisions (attempt 0: the plain derived id)."""
-    return ids.error_id(project_id, environment, fingerprint if attempt == 0 else f"{fingerprint}#{attempt}")
 
 
 async def resolve(conn: Conn, rows: list[Row]) -> tuple[list[Row], list[Mapping]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from services.query import serialize
+from shared import serialize
 from shared.db import Conn
 from shared.ids import uuid7_ms
 from shared.timeutil import iso

@@ -187,9 +187,9 @@ async def test_an_error_id_taken_by_another_group_gets_its_own(
     gateway, query, consumer, project, pool, user_token
 ):
     """A 53-bit derived id can collide; the notice must never land under another project's error."""
-    from services.worker.collisions import alternate
     from shared import ids
     from shared.fingerprint import fingerprint
+    from shared.grouping import alternate
     from shared.protocols.exceptioner import parse_notice
     from tests.conftest import make_project
 
