@@ -18,11 +18,14 @@ class _Entropy:
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
-        self._pid = os.getpid()
+        os.register_at_fork(after_in_child=self._forget)  # a forked child reads its own
+
+    def _forget(self) -> None:
+        self._buf, self._pos = b"", 0
 
     def take(self, n: int) -> int:
-        if self._pos + n > len(self._buf) or self._pid != os.getpid():  # a forked child reads its own
-            self._buf, self._pos, self._pid = os.urandom(_POOL_BYTES), 0, os.getpid()
+        if self._pos + n > len(self._buf):
+            self._buf, self._pos = os.urandom(_POOL_BYTES), 0
         start = self._pos
         self._pos += n
         return int.from_bytes(self._buf[start : self._pos], "big")

@@ -156,6 +156,13 @@ class KeyCache:
             return None
         return self._keys.get(self._hash(key))
 
+    def worth_looking_up(self, key: str) -> bool:
+        """Whether `resolve` would look this unknown key up (not refused within NEGATIVE_TTL, not too long)."""
+        return len(key) <= MAX_KEY_LENGTH and self._negative.get(self._hash(key), 0.0) <= time.monotonic()
+
+    async def resolve_key(self, key: str) -> None:
+        await self.resolve((key,))
+
     def _hash(self, key: str) -> bytes:
         """`hash_key`, remembered for the last HASHES_KEPT distinct keys (one request hashed its key
         up to three times: the prefetch, the check, the Sentry header)."""

@@ -17,7 +17,7 @@ class Metrics:
         self._meta[name] = (kind, help_text)
 
     def inc(self, name: str, n: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        key = tuple(labels.items()) if len(labels) < 2 else tuple(sorted(labels.items()))
         series = self._values[name]
         series[key] = series.get(key, 0.0) + n
 

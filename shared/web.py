@@ -92,27 +92,45 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return await _around(request, handler, None)
 
 
-def error_middleware_with(before: Callable[[web.Request], Awaitable[None]]) -> Any:
-    """`error_middleware` that first awaits `before(request)` (which must not raise): one middleware
-    layer instead of two on the gateway's hot path."""
+class UnknownKey(Exception):
+    """A handler met a credential its process has not heard of yet (its notification may still be on
+    the way). The middleware of `error_middleware_resolving` looks it up and runs the handler once more;
+    anywhere else it is a 401."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("unknown key")
+        self.key = key
+
+
+KEY_RESOLVED = web.RequestKey("key_resolved", bool)  # set on a request once its unknown key was looked up
+UNKNOWN_KEY = "Bad credentials: unknown or revoked API key"
+Resolver = Callable[[str], Awaitable[None]]
+
+
+def error_middleware_resolving(resolver_of: Callable[[web.Application], Resolver | None]) -> Any:
+    """`error_middleware` for a service whose handlers raise UnknownKey: the key is looked up with the
+    resolver (`resolver_of(app)`, once the app has one) and the handler runs again, so a key works on
+    its first request while known keys cost no look-up at all. A handler must be safe to run twice up
+    to its first side effect (the gateway's read the body once: `shared.protocols.ingest.body`)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _around(request, handler, before)
+        return await _around(request, handler, resolver_of)
 
     return middleware
 
 
 async def _around(
-    request: web.Request, handler: Handler, before: Callable[[web.Request], Awaitable[None]] | None
+    request: web.Request,
+    handler: Handler,
+    resolver_of: Callable[[web.Application], Resolver | None] | None,
 ) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")[:64] or ids.request_id()
     request_id.set(rid)
-    metrics = request.app.get(METRICS)
+    app = request.app
+    metrics = app.get(METRICS)
     try:
-        if before is not None:
-            await before(request)
-        response = await _handle(request, handler)
+        response = await _handle(request, handler, resolver_of and resolver_of(app))
     except asyncio.CancelledError:
         if metrics is not None and _client_gone(request):
             metrics.inc("http_responses_total", status=str(CLIENT_CLOSED))
@@ -128,9 +146,18 @@ async def _around(
     return response
 
 
-async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _handle(request: web.Request, handler: Handler, resolve: Resolver | None) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except UnknownKey as e:
+            if resolve is None:
+                raise ApiError(401, UNKNOWN_KEY) from None
+            await resolve(e.key)
+            request[KEY_RESOLVED] = True
+            return await handler(request)
+    except UnknownKey:  # still unknown after its look-up
+        return error_response(ApiError(401, UNKNOWN_KEY))
     except ApiError as e:
         return error_response(e)
     except web.HTTPException as e:
@@ -324,7 +351,13 @@ BODY_TIMEOUT = 30.0  # seconds a client gets to send a whole body (a slow upload
 async def read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
     """The request body, decompressed, within both caps (413 above them, 415 for unknown codings) and
     within BODY_TIMEOUT seconds (408 after it)."""
-    if request.content.is_eof():  # the whole body came with the headers: no read can wait
+    content = request.content
+    if content.is_eof():  # the whole body came with the headers: no read can wait
+        if "Content-Encoding" not in request.headers:
+            raw = content.read_nowait()
+            if len(raw) > max_body:
+                raise ApiError(413, f"Request body of {len(raw)} bytes exceeds the {max_body}-byte limit")
+            return raw
         return await _read_body(request, max_body, max_decompressed)
     try:
         async with asyncio.timeout(BODY_TIMEOUT):

@@ -14,11 +14,11 @@ from aiohttp import web
 from services.gateway import cors, deploys, ops, routes
 from services.gateway.state import KEYS, POOL, PUBLISHER, REDIS, SETTINGS
 from shared.db import create_pool
-from shared.keys import KeyCache, prefetcher
+from shared.keys import KeyCache
 from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.stream import Layout, Publisher, connect, ensure_groups
-from shared.web import DATABASE_UNAVAILABLE, METRICS, error_middleware_with
+from shared.web import DATABASE_UNAVAILABLE, METRICS, Resolver, error_middleware_resolving
 
 logger = logging.getLogger(__name__)
 STARTUP_WAIT = 60.0  # seconds a gateway waits for PostgreSQL's keys at start-up, then exits (status 3)
@@ -93,12 +93,17 @@ async def _first_keys(dsn: str, refresh: float, wait: float = STARTUP_WAIT) -> t
             delay = min(delay * 2, 5.0)
 
 
+def _resolver(app: web.Application) -> Resolver | None:
+    cache = app.get(KEYS)
+    return None if cache is None else cache.resolve_key
+
+
 def create_app(settings: Settings) -> web.Application:
     # auto_decompress off: shared.web.read_body inflates Content-Encoding itself, within its caps.
     app = web.Application(
-        # One middleware: the error mapping, after a look-up of keys the cache has not heard of yet
-        # (a key works on its first request).
-        middlewares=[error_middleware_with(prefetcher(KEYS))],
+        # One middleware: the error mapping, and the look-up of a key the cache has not heard of yet
+        # (a key works on its first request; known keys cost none).
+        middlewares=[error_middleware_resolving(_resolver)],
         client_max_size=settings.max_body,
         handler_args={"auto_decompress": False},
     )

@@ -17,11 +17,12 @@ from shared import ids, stream
 from shared.keys import Credential, KeyCache, Project, origin_allowed
 from shared.settings import Settings
 from shared.stream import DUPLICATE, Limit, Publisher, QueueUnavailable, RateLimited, RawNotice
-from shared.web import METRICS, ApiError, credential, read_body
+from shared.web import KEY_RESOLVED, METRICS, UNKNOWN_KEY, ApiError, UnknownKey, credential, read_body
 
 SETTINGS = web.AppKey("settings", Settings)
 KEYS = web.AppKey("keys", KeyCache)
 PUBLISHER = web.AppKey("publisher", Publisher)
+BODY = web.RequestKey("body", bytes)
 RETRY_AFTER = "5"
 
 
@@ -45,9 +46,12 @@ def authenticate(request: web.Request, key: str | None = None) -> Project:
         key = credential(request)
     if not key:
         raise ApiError(401, "Requires authentication: send the project's API key")
-    cred: Credential | None = request.app[KEYS].lookup(key)
+    keys = request.app[KEYS]
+    cred: Credential | None = keys.lookup(key)
     if cred is None:
-        raise ApiError(401, "Bad credentials: unknown or revoked API key")
+        if keys.worth_looking_up(key) and KEY_RESOLVED not in request:
+            raise UnknownKey(key)  # looked up by the middleware, which then runs the handler again
+        raise ApiError(401, UNKNOWN_KEY)
     if cred.project is None:
         raise ApiError(403, "A user-scoped token cannot submit notices; use the project's client key")
     origin = request.headers.get("Origin")
@@ -61,11 +65,19 @@ def authenticate(request: web.Request, key: str | None = None) -> Project:
 
 
 async def body(request: web.Request, cap: int | None = None) -> bytes:
-    """The decompressed request body within the configured caps (and a route's own `cap`, both sides)."""
+    """The decompressed request body within the configured caps (and a route's own `cap`, both sides).
+
+    Kept on the request: a handler run again after its key was looked up (UnknownKey) gets it again.
+    """
+    if len(request) and (kept := request.get(BODY)) is not None:
+        return kept
     s = request.app[SETTINGS]
     if cap is None:
-        return await read_body(request, s.max_body, s.max_decompressed)
-    return await read_body(request, min(s.max_body, cap), min(s.max_decompressed, cap))
+        raw = await read_body(request, s.max_body, s.max_decompressed)
+    else:
+        raw = await read_body(request, min(s.max_body, cap), min(s.max_decompressed, cap))
+    request[BODY] = raw
+    return raw
 
 
 def unavailable(reason: str) -> ApiError:

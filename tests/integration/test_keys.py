@@ -12,6 +12,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import aiohttp
 import airbrake
@@ -111,6 +112,29 @@ async def test_a_key_nobody_was_told_about_works_on_its_first_request(hour_refre
     assert resp.status == 200
     assert await _post(hour_refresh.gateway, key) == 201  # now known: no further look-up
     assert gateway_cache.stats["lookup_queries"] == before + 1
+
+
+async def test_a_key_in_the_body_works_on_its_first_request(hour_refresh: Services, pool):
+    """The key is only found after the body is read (a CrashLog form field): the handler runs again
+    after the look-up, on the body it already read."""
+    project = await make_project(pool)
+    cache = hour_refresh.cache("gateway")
+    key = await _silent_key(pool, "client", project.id)
+    payload = {"notifier": {"name": "crashlog"}, "event": {"class_name": "E", "message": "first"}}
+    form = urlencode({"auth_token": key, "payload": orjson.dumps(payload).decode()}).encode()
+    before = cache.stats["lookup_queries"]
+    resp = await hour_refresh.gateway.post(
+        "/notify", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status == 201, await resp.text()
+    assert "location_id" in await resp.json()
+    assert cache.stats["lookup_queries"] == before + 1
+    resp = await hour_refresh.gateway.post(
+        "/notify",
+        data=form.replace(key.encode(), b"0" * 32),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 401  # an unknown one is still refused, after its own look-up
 
 
 async def test_created_and_revoked_keys_reach_every_cache_by_notification(

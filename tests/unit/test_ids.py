@@ -1,3 +1,4 @@
+import os
 import time
 import uuid
 
@@ -43,3 +44,18 @@ def test_an_explicit_distant_time_does_not_pin_later_ids():
     assert uuid7_ms(past) == 1_700_000_000_000 and uuid7_ms(future) == 1_900_000_000_000_0
     ids = [uuid7() for _ in range(100)]
     assert ids == sorted(ids) and abs(uuid7_ms(ids[0]) - time.time_ns() // 1_000_000) < 1000
+
+
+def test_a_forked_child_does_not_mint_its_parents_ids():
+    ids.location_id()  # the pool is filled before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(ids.location_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split())
+    os.close(read)
+    assert len(child) == 3
+    assert child.isdisjoint({ids.location_id() for _ in range(3)})
