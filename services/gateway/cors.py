@@ -13,7 +13,7 @@ Only the routes given to `install` get any of this; the query service gets none.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -79,12 +79,13 @@ def _preflight(methods: frozenset[str]) -> Handler:
     return preflight
 
 
-async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+def finish(request: web.Request, response: web.StreamResponse) -> None:
+    """The CORS headers of an ingest route's answer to a browser (`finish` of the error middleware)."""
     origin = request.headers.get("Origin")
     if not origin or "Access-Control-Allow-Origin" in response.headers:
         return
     resource = request.match_info.route.resource
-    if resource is None or resource.canonical not in request.app[CORS_PATHS]:
+    if resource is None or resource.canonical not in request.app.get(CORS_PATHS, ()):
         return
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
@@ -96,13 +97,17 @@ def ingest_routes() -> list[web.AbstractRouteDef]:
     return [*(r for p in PROTOCOLS for r in p.routes()), *deploys.routes()]
 
 
-def install(app: web.Application, routes: Iterable[web.AbstractRouteDef] | None = None) -> None:
-    """CORS for `routes` (default: the ingest ones) of the gateway app: call after adding them."""
+def install(
+    app: web.Application,
+    routes: Iterable[web.AbstractRouteDef] | None = None,
+    wrap: Callable[[list[web.RouteDef]], list[web.RouteDef]] = list,
+) -> None:
+    """CORS for `routes` (default: the ingest ones) of the gateway app: their preflights (through
+    `wrap`, the app's `shared.web.guard`) and the paths `finish` adds headers on, which the guard
+    calls on every answer."""
     chosen = [r for r in (ingest_routes() if routes is None else routes) if isinstance(r, web.RouteDef)]
     app[CORS_PATHS] = _paths(chosen)
     methods: dict[str, set[str]] = {}
     for r in chosen:
         methods.setdefault(r.path, set()).add(r.method)
-    for path, allowed in methods.items():
-        app.router.add_route("OPTIONS", path, _preflight(frozenset(allowed)))
-    app.on_response_prepare.append(_on_prepare)
+    app.add_routes(wrap([web.options(path, _preflight(frozenset(m))) for path, m in methods.items()]))

@@ -20,7 +20,7 @@ from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.stream import RawNotice
 from shared.timeutil import parse_iso
-from shared.web import ApiError, Handler, json_object, json_response
+from shared.web import ApiError, error_shape, json_object, json_response
 
 NAME = "airbrake"
 
@@ -187,17 +187,7 @@ def airbrake_error(e: ApiError) -> ApiError:
     return ApiError(e.status, str(e), e.body if bodies_ok else {"message": str(e)}, headers)
 
 
-def _airbrake_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as e:
-            raise airbrake_error(e) from e
-
-    return wrapped
-
-
-@_airbrake_errors
+@error_shape(airbrake_error)
 async def post_notice(request: web.Request) -> web.StreamResponse:
     project = authenticate(request)  # ?key=, X-Airbrake-Token, Authorization: Bearer, Api-Key, ...
     if str(project.id) != request.match_info["project_id"]:

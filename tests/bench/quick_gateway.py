@@ -18,7 +18,10 @@ from tests.bench.stack import stack
 async def main(seconds: int, profiled: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="faultline-qb-") as tmp:
         async with stack(Path(tmp)) as s:
-            gw, port = s.gateway(FAULTLINE_BACKLOG_LIMIT=str(1 << 30))
+            gw, port = s.gateway(
+                module=os.environ.get("QB_GW_MODULE", "services.gateway"),
+                FAULTLINE_BACKLOG_LIMIT=str(1 << 30),
+            )
             url = f"http://127.0.0.1:{port}"
             cport, cpid = await gateway.start_ceiling(s)
             fport, fpid = await gateway.start_floor(s)
@@ -47,7 +50,12 @@ async def main(seconds: int, profiled: bool) -> None:
             )
             await s.reset_stream()
             ceiling = c.result.rate
-            print(f"ceiling {ceiling:8.0f}/s   floor {f.result.rate:8.0f}/s {f.result.rate / ceiling:.2f}")
+            fus = f.cpu["f"] / max(1.0, f.result.rate) * 1e6
+            cus = c.cpu["c"] / max(1.0, ceiling) * 1e6
+            print(
+                f"ceiling {ceiling:8.0f}/s   floor {f.result.rate:8.0f}/s {f.result.rate / ceiling:.2f}"
+                f"   cpu/req {fus:5.1f} µs vs {cus:5.1f} µs"
+            )
             for a in single:
                 if os.environ.get("QB_ONLY") and a.protocol.name not in os.environ["QB_ONLY"].split(","):
                     continue

@@ -332,9 +332,11 @@ class Stack:
         self.services.append(svc)
         return svc.start()
 
-    def gateway(self, name: str = "gateway", **extra: str) -> tuple[Service, int]:
+    def gateway(
+        self, name: str = "gateway", module: str = "services.gateway", **extra: str
+    ) -> tuple[Service, int]:
         port = int(extra.pop("FAULTLINE_GATEWAY_PORT", 0)) or free_port()
-        svc = self.service(name, "services.gateway", self.env(FAULTLINE_GATEWAY_PORT=str(port), **extra))
+        svc = self.service(name, module, self.env(FAULTLINE_GATEWAY_PORT=str(port), **extra))
         svc.wait_http(f"http://127.0.0.1:{port}/healthz")
         return svc, port
 

@@ -395,6 +395,8 @@ def registered(app: Any) -> set[tuple[str, str]]:
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS"):  # preflights carry no key by design (test_cors.py)
             continue
+        if route.method == "*":  # the gateway's catch-all: it answers only 404 / 405
+            continue
         info = route.resource.get_info() if route.resource else {}
         out.add((route.method, info.get("path") or info.get("formatter")))
     return out

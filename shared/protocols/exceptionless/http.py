@@ -8,7 +8,6 @@ real server does, a posted body is answered 202 before it is parsed: the worker 
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 
@@ -20,7 +19,7 @@ from shared.protocols.exceptionless import wire as parse
 from shared.protocols.ingest import Ids, authenticate, body, queue
 from shared.scrub import fields_for, scrub
 from shared.stream import Description, RawNotice
-from shared.web import ApiError, Handler, credential, credential_from_headers, json_response
+from shared.web import ApiError, credential, credential_from_headers, error_shape, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +29,11 @@ _REFERENCE = "{reference_id:[A-Za-z0-9-]{8,100}}"  # the real server's identifie
 _EMPTY_ERRORS = frozenset({411, 413, 429, 503})  # the real server answers these with no body at all
 
 
-def _bodiless(handler: Handler) -> Handler:
-    """Answer length, size, rate-limit and overload errors with an empty body, as the real server does."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as e:
-            if e.status in _EMPTY_ERRORS and e.body != b"":
-                raise ApiError(e.status, str(e), body=b"", headers=e.headers) from e
-            raise
-
-    return wrapped
+def _bodiless(e: ApiError) -> ApiError:
+    """Length, size, rate-limit and overload errors answer with an empty body, as the real server does."""
+    if e.status in _EMPTY_ERRORS and e.body != b"":
+        return ApiError(e.status, str(e), body=b"", headers=e.headers)
+    return e
 
 
 def _key(request: web.Request) -> str:
@@ -152,4 +143,4 @@ def routes() -> list[web.RouteDef]:
         (web.get, "/api/v2/projects/config", get_config),
         (web.get, "/api/v2/projects/{project_id}/config", get_config),
     ]
-    return [method(path, _bodiless(handler)) for method, path, handler in table]
+    return [method(path, error_shape(_bodiless)(handler)) for method, path, handler in table]

@@ -26,7 +26,7 @@ from shared.protocols import bounds
 from shared.protocols.ingest import SETTINGS, Ids, authenticate, body, queue
 from shared.protocols.sentry import wire
 from shared.stream import RawNotice
-from shared.web import METRICS, ApiError, Handler, credential, json_response
+from shared.web import METRICS, ApiError, credential, error_shape, json_response
 
 NAME = "sentry"
 
@@ -98,16 +98,6 @@ def sentry_error(e: ApiError) -> ApiError:
         if limits is None:
             headers["X-Sentry-Rate-Limits"] = f"{retry}::project"
     return ApiError(e.status, str(e), {"detail": str(e)}, headers)
-
-
-def _sentry_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as e:
-            raise sentry_error(e) from e
-
-    return wrapped
 
 
 # ---- queueing --------------------------------------------------------------------------------
@@ -192,13 +182,13 @@ async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -
     return json_response({"id": answer})
 
 
-@_sentry_errors
+@error_shape(sentry_error)
 async def post_envelope(request: web.Request) -> web.StreamResponse:
     project = _project(request)
     return await _accept_envelope(request, project, await body(request))
 
 
-@_sentry_errors
+@error_shape(sentry_error)
 async def post_store(request: web.Request) -> web.StreamResponse:
     project = _project(request)
     raw = await body(request)
