@@ -169,6 +169,11 @@ def _stack_parts(
     return parts
 
 
+def has_stack_parts(chain: Sequence[ExceptionInfo], app: tuple[str, ...], lib: tuple[str, ...]) -> bool:
+    """Whether rule 2 groups this chain by its frames (then no message enters the fingerprint)."""
+    return _stack_parts(chain, app, lib) is not None
+
+
 def default_parts(
     notice: Notice,
     app_patterns: tuple[str, ...] = (),

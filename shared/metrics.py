@@ -21,6 +21,11 @@ class Metrics:
         series = self._values[name]
         series[key] = series.get(key, 0.0) + n
 
+    def inc_series(self, name: str, key: Labels, n: float = 1.0) -> None:
+        """`inc` with the labels given as their key (pairs sorted by name), made once by a hot path."""
+        series = self._values[name]
+        series[key] = series.get(key, 0.0) + n
+
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] = float(value)
 

@@ -168,7 +168,7 @@ def is_cluster(redis: Any) -> bool:
 # ---- entries -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass of ten fields took 1.2 us to make, this 0.3
 class RawNotice:
     """One accepted request's notice(s), as queued by the gateway and decoded by a worker.
 
@@ -233,8 +233,11 @@ class CodecError(ValueError):
     """A stream entry that cannot be decoded: it goes to the dead-letter stream."""
 
 
+_PACKER = msgpack.Packer(use_bin_type=True)  # one for the process: packb makes a Packer per call
+
+
 def _pack(env: dict[str, Any]) -> dict[bytes, bytes]:
-    return {FIELD: msgpack.packb(env, use_bin_type=True)}
+    return {FIELD: _PACKER.pack(env)}
 
 
 def encode(entry: RawNotice | Description | Deploy) -> dict[bytes, bytes]:

@@ -179,13 +179,13 @@ async def _around(
     metrics = request.app.get(METRICS)
     if metrics is not None:
         status = response.status
-        metrics.inc("http_responses_total", status=_STATUS_TEXT.get(status) or str(status))
+        metrics.inc_series("http_responses_total", _STATUS_SERIES.get(status) or (("status", str(status)),))
         if status >= 400:
             metrics.inc("requests_rejected_total", reason=REJECT_REASONS.get(status, str(status)))
     return response
 
 
-_STATUS_TEXT = {status: str(status) for status in (200, 201, 202, 204)}
+_STATUS_SERIES = {status: (("status", str(status)),) for status in (200, 201, 202, 204)}
 ERROR_SHAPE = "faultline_error_shape"  # the attribute `error_shape` sets on a handler
 
 

@@ -7,14 +7,17 @@ with that error id and fingerprint, which the worker then stores as given.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from shared import ids
-from shared.fingerprint import answering_version, fingerprint
+from shared.fingerprint import answering_version, fingerprint, has_stack_parts
 from shared.frames import parse_line
-from shared.model import Notice
+from shared.model import ExceptionInfo, Frame, Notice
 from shared.protocols import bounds
 from shared.protocols.base import Decoded, Protocol, Undecodable, note
 from shared.protocols.ingest import Ids, authenticate, body, default_environment, patterns, queue
@@ -23,10 +26,25 @@ from shared.timeutil import iso
 from shared.web import ApiError, checked_field, json_object, json_response, validation_failed
 
 NAME = "exceptioner"
+STACKS_KEPT = 1024  # distinct (exception, backtrace, patterns, version) whose fingerprint is remembered
 
 
-def parse_notice(data: dict[str, Any]) -> Notice:
-    """A v1 notice body into the canonical notice; 422 naming every bad field."""
+@dataclass(slots=True)
+class _Fields:
+    """A v1 notice's fields, checked: what both faces read."""
+
+    message: str
+    exception: str
+    backtrace: list[str]
+    params: dict[str, Any] | None
+    session: dict[str, Any] | None
+    cgi: dict[str, Any] | None
+    file: str | None
+    mode: str
+
+
+def _checked(data: dict[str, Any]) -> _Fields:
+    """The fields of a v1 notice body; 422 naming every bad one."""
     errors: list[dict[str, str]] = []
     message = checked_field(errors, "Notice", data, "message", str, required=True)
     err = checked_field(errors, "Notice", data, "error", dict, required=True) or {}
@@ -41,28 +59,68 @@ def parse_notice(data: dict[str, Any]) -> Notice:
     mode = checked_field(errors, "Error", err, "mode", str)
     if errors:
         raise validation_failed(errors)
-    text = message or ""
-    prefix = f"{exception}: "
-    exc_message = text[len(prefix) :] if text.startswith(prefix) else text
+    return _Fields(message or "", exception or "", backtrace, params, session, cgi, file, mode or "")
+
+
+def _frames(backtrace: Sequence[str]) -> list[Frame]:
     kept = bounds.cut(backtrace, bounds.MAX_FRAMES, "error.backtrace")
-    frames = [parse_line(line) for line in kept if line and line != "..."]
+    return [parse_line(line) for line in kept if line and line != "..."]
+
+
+def parse_notice(data: dict[str, Any]) -> Notice:
+    """A v1 notice body into the canonical notice; 422 naming every bad field."""
+    return _notice(_checked(data))
+
+
+def _notice(f: _Fields) -> Notice:
+    text = f.message
+    prefix = f"{f.exception}: "
+    exc_message = text[len(prefix) :] if text.startswith(prefix) else text
+    notice: Notice = {
+        "protocol": NAME,
+        "type": "error",
+        "exception": f.exception,
+        "message": text,
+        "environment": f.mode,
+        "occurred_at": None,
+        "exceptions": [{"type": f.exception, "message": exc_message, "frames": _frames(f.backtrace)}],
+        "file": f.file,
+    }
+    if f.params:
+        notice["params"] = f.params
+    if f.session:
+        notice["session"] = f.session
+    if f.cgi:
+        notice["cgi"] = f.cgi
+    return notice
+
+
+@functools.lru_cache(maxsize=STACKS_KEPT)
+def _stack_fingerprint(
+    exception: str, backtrace: tuple[str, ...], app: tuple[str, ...], lib: tuple[str, ...], version: int
+) -> str | None:
+    """The fingerprint of a notice with this exception and backtrace when its frames decide it
+    (grouping rule 2: no message in it); None when they name nothing and the message would."""
+    chain: list[ExceptionInfo] = [{"type": exception, "message": "", "frames": _frames(backtrace)}]
+    if not has_stack_parts(chain, app, lib):
+        return None
     notice: Notice = {
         "protocol": NAME,
         "type": "error",
         "exception": exception,
-        "message": text,
-        "environment": mode or "",
+        "message": "",
+        "environment": "",
         "occurred_at": None,
-        "exceptions": [{"type": exception, "message": exc_message, "frames": frames}],
-        "file": file,
+        "exceptions": chain,
     }
-    if params:
-        notice["params"] = params
-    if session:
-        notice["session"] = session
-    if cgi:
-        notice["cgi"] = cgi
-    return notice
+    return fingerprint(notice, app, lib, version)
+
+
+def grouping(f: _Fields, app: tuple[str, ...], lib: tuple[str, ...], version: int) -> str:
+    """`fingerprint(parse_notice(...))`, remembered per distinct stack: clients send the same few
+    stacks again and again, and this is the gateway's dearest step for this protocol."""
+    found = _stack_fingerprint(f.exception, tuple(f.backtrace), app, lib, version)
+    return fingerprint(_notice(f), app, lib, version) if found is None else found
 
 
 async def post_notice(request: web.Request) -> web.Response:
@@ -70,15 +128,12 @@ async def post_notice(request: web.Request) -> web.Response:
     raw = await body(request)
     data = json_object(raw)
     bounds.check_depth(raw, data)
-    notice = parse_notice(data)
-    if not notice["environment"]:  # filed as the worker files it (services/worker/environments.py)
-        notice["environment"] = default_environment(project.settings)
+    fields = _checked(data)
+    environment = fields.mode or default_environment(project.settings)  # as the worker files it
     new = Ids.new()
     version = answering_version(project.settings, round(new.received_at * 1000))  # the worker maps its id
-    fp = fingerprint(
-        notice, patterns(project, "app_patterns"), patterns(project, "library_patterns"), version
-    )
-    eid = ids.error_id(project.id, notice["environment"], fp)
+    fp = grouping(fields, patterns(project, "app_patterns"), patterns(project, "library_patterns"), version)
+    eid = ids.error_id(project.id, environment, fp)
     entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", {}, eid, fp, version)
     await queue(request, project, [entry])
     stamp = iso(new.received_at)
@@ -86,7 +141,7 @@ async def post_notice(request: web.Request) -> web.Response:
         {
             "id": new.notice_id,
             "error_id": eid,
-            "message": notice["message"],
+            "message": fields.message,
             "created_at": stamp,
             "updated_at": stamp,
         },

@@ -69,9 +69,21 @@ def pick_key(headers: Mapping[str, str], query: Mapping[str, str], generic: str 
     return keys.pop() if keys else None
 
 
+_OTHER_KEY_HEADERS = ("Authorization", "Api-Key", "X-Airbrake-Token")
+
+
+def _key(request: web.Request) -> str | None:
+    headers = request.headers
+    sentry_auth = headers.get("X-Sentry-Auth")
+    if sentry_auth and not request.query_string and not any(h in headers for h in _OTHER_KEY_HEADERS):
+        # What the SDKs send: the key in X-Sentry-Auth alone, so no other form can disagree with it.
+        found = auth_fields(sentry_auth).get("sentry_key")
+        return found.strip() or None if found else None
+    return pick_key(headers, request.query, credential(request))
+
+
 def _project(request: web.Request) -> Project:
-    key = pick_key(request.headers, request.query, credential(request))
-    project = authenticate(request, key)
+    project = authenticate(request, _key(request))
     if str(project.id) != request.match_info["project_id"]:
         raise ApiError(403, f"This key does not belong to project {request.match_info['project_id']}")
     return project

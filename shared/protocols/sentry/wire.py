@@ -38,7 +38,7 @@ MAX_FORMATTED = 64 * 1024  # a logentry template whose widths add up to more is 
 _FORMAT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0+ -]*(\*|\d*)(?:\.(\*|\d*))?")  # width, precision
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (nor Envelope): made per request, and frozen ones are slow to make
 class Item:
     """One envelope item: its header line and its payload bytes."""
 
@@ -47,7 +47,7 @@ class Item:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     headers: dict[str, Any]
     items: list[Item] = field(default_factory=list)
@@ -124,11 +124,16 @@ def event_object(payload: bytes) -> dict[str, Any]:
     return _json_line(payload, "event")
 
 
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")  # what the SDKs send, and what event_id answers
+
+
 def event_id(event: dict[str, Any], fallback: Any = None) -> str:
     """The event's id as 32 lowercase hex digits; a fresh one when the client sent none."""
     value = event.get("event_id") or fallback
     if not value:
         return uuid.uuid4().hex
+    if isinstance(value, str) and _EVENT_ID.fullmatch(value):
+        return value
     try:
         return uuid.UUID(str(value)).hex
     except ValueError as e:
