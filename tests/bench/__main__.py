@@ -93,6 +93,18 @@ async def gateway_phase(s: Stack, cfg: Config, R: Results, workdir: Path) -> tup
         c.setdefault("floor", []).append(_run_figures(r))
         await s.reset_stream()
         for a in single:
+            if a is not exc:  # each protocol's ratio is to the ceiling on its own bodies, measured beside it
+                r = await gateway.load(
+                    s,
+                    "ceiling",
+                    curl,
+                    a.requests_file,
+                    cfg.load_seconds,
+                    cfg.connections,
+                    {"ceiling": cpid},
+                    check_stream=False,
+                )
+                c.setdefault("same_bodies", {}).setdefault(a.protocol.name, []).append(_run_figures(r))
             r = await gateway.load(
                 s,
                 a.protocol.name,
