@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 UTC = dt.UTC
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -17,6 +18,17 @@ def iso(value: dt.datetime | float | None) -> str | None:
         value = dt.datetime.fromtimestamp(value, UTC)
     value = value.astimezone(UTC)
     return f"{value.year:04d}-{value:%m-%dT%H:%M:%SZ}"  # %Y does not pad years before 1000
+
+
+_last_second: list[Any] = [None, ""]  # the last whole second `iso_epoch` formatted, and its text
+
+
+def iso_epoch(seconds: float) -> str:
+    """`iso(seconds)`, remembered for the last whole second (the gateway stamps every answer)."""
+    whole = int(seconds // 1)
+    if _last_second[0] != whole:
+        _last_second[0], _last_second[1] = whole, iso(float(whole))
+    return str(_last_second[1])
 
 
 def parse_iso(text: object) -> float | None:

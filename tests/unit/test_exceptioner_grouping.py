@@ -48,3 +48,36 @@ def test_a_stack_is_remembered_and_a_message_only_notice_is_not_confused():
     assert exceptioner._stack_fingerprint.cache_info().hits == 1
     x, y = (exceptioner._checked(body(m, BLANK)) for m in ("user 42 gone", "disk full"))
     assert exceptioner.grouping(x, (), (), 1) != exceptioner.grouping(y, (), (), 1)
+
+
+def _variants() -> list[dict[str, Any]]:
+    """Well-formed bodies and, field by field, each kind of wrong or blank value."""
+    good = {
+        "message": "RuntimeError: boom",
+        "error": {
+            "exception": "RuntimeError",
+            "backtrace": [APP, GEM],
+            "parameters": {"id": "1"},
+            "session": {},
+            "environment": {"PATH_INFO": "/"},
+            "file": "app.rb",
+            "mode": "staging",
+        },
+    }
+    out: list[dict[str, Any]] = [good, {"message": "m", "error": {"exception": "E"}}]
+    for field in ("exception", "backtrace", "parameters", "session", "environment", "file", "mode"):
+        for value in (None, "", 0, True, "text", [], ["line", 3], {}, {"a": 1}):
+            out.append({**good, "error": {**good["error"], field: value}})
+    for value in (None, "", 1, ["m"], {"m": 1}):
+        out.append({**good, "message": value})
+    out += [{**good, "error": value} for value in (None, "", [], "e", {})]
+    return out
+
+
+def test_the_quick_check_agrees_with_the_full_one():
+    for data in _variants():
+        quick = exceptioner._well_formed(data)
+        if quick is None:
+            continue  # the full check decides, and names what is wrong
+        assert quick == exceptioner._checked_one_by_one(data), data
+    assert sum(exceptioner._well_formed(d) is not None for d in _variants()) >= 15  # the quick path is taken

@@ -61,25 +61,26 @@ def _answer(project: Project, status: int) -> web.Response:
     return web.Response(status=status, headers={CONFIG_VERSION: str(project.config_version)})
 
 
-def _check_media_type(request: web.Request) -> None:
+def _media_type(request: web.Request) -> str:
+    """The body's media type as sent, "" when none was (sniffed: JSON when it parses as events, else
+    lines of text); 415 for one that is neither JSON nor text."""
     if "Content-Type" not in request.headers:
-        return  # sniffed: JSON when it parses as events, else lines of text
-    media = request.content_type.lower()
-    if media not in _MEDIA_TYPES and not media.endswith("+json"):
-        raise ApiError(415, f"Unsupported media type {media!r}; send application/json or text/plain")
+        return ""
+    media = request.content_type
+    lowered = media.lower()
+    if lowered not in _MEDIA_TYPES and not lowered.endswith("+json"):
+        raise ApiError(415, f"Unsupported media type {lowered!r}; send application/json or text/plain")
+    return media
 
 
 async def post_events(request: web.Request) -> web.Response:
     """POST /api/v2/events: an event, an array of events, or lines of text; 202 with an empty body."""
     project = _project(request)
-    _check_media_type(request)
-    if request.content_length == 0:
-        raise ApiError(411, "Length Required")
+    media = _media_type(request)
     raw = await body(request)
-    if not raw.strip():
+    if not raw.strip():  # Content-Length: 0 among them
         raise ApiError(411, "Length Required")
     new = Ids.new()
-    media = request.content_type if "Content-Type" in request.headers else ""
     await queue(
         request, project, [RawNotice(parse.PROTOCOL, new.notice_id, new.location_id, project.id, raw, media)]
     )
