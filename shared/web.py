@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import functools
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -126,20 +127,15 @@ def guard(
     `shared.protocols.ingest.body`). `finish(request, response)` sees every answer before it is sent
     (the gateway's CORS headers): a plain call, cheaper than an `on_response_prepare` signal."""
     return [
-        web.RouteDef(r.method, r.path, _guarded(r.handler, resolver_of, finish), r.kwargs) for r in routes
+        web.RouteDef(
+            r.method,
+            r.path,
+            # A partial, not a closure: one coroutine frame per request fewer.
+            functools.partial(_around, handler=r.handler, resolver_of=resolver_of, finish=finish),
+            r.kwargs,
+        )
+        for r in routes
     ]
-
-
-def _guarded(
-    handler: Any, resolver_of: Callable[[web.Application], Resolver | None] | None, finish: Finish | None
-) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        response = await _around(request, handler, resolver_of)
-        if finish is not None:
-            finish(request, response)
-        return response
-
-    return guarded
 
 
 async def _not_matched(request: web.Request) -> web.StreamResponse:
@@ -163,12 +159,19 @@ def not_matched_route() -> web.RouteDef:
 async def _around(
     request: web.Request,
     handler: Handler,
-    resolver_of: Callable[[web.Application], Resolver | None] | None,
+    resolver_of: Callable[[web.Application], Resolver | None] | None = None,
+    finish: Finish | None = None,
 ) -> web.StreamResponse:
+    """The handler's answer, or the answer to what it raised; with its request id and counted."""
     rid = request.headers.get("X-Request-Id", "")[:64] or ids.request_id()
     request_id.set(rid)
     try:
-        response = await _handle(request, handler, resolver_of)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            response = await _recover(request, handler, resolver_of, e)
     except asyncio.CancelledError:
         metrics = request.app.get(METRICS)
         if metrics is not None and _client_gone(request):
@@ -182,6 +185,8 @@ async def _around(
         metrics.inc_series("http_responses_total", _STATUS_SERIES.get(status) or (("status", str(status)),))
         if status >= 400:
             metrics.inc("requests_rejected_total", reason=REJECT_REASONS.get(status, str(status)))
+    if finish is not None:
+        finish(request, response)
     return response
 
 
@@ -206,14 +211,17 @@ def _shaped(handler: Handler, e: ApiError) -> web.Response:
     return error_response(e if shape is None else shape(e))
 
 
-async def _handle(
+async def _recover(
     request: web.Request,
     handler: Handler,
     resolver_of: Callable[[web.Application], Resolver | None] | None,
+    error: Exception,
 ) -> web.StreamResponse:
+    """The answer to what a handler raised: an unheard-of key is looked up and the handler run once
+    more; anything else maps to its status (a redirect is raised on); never a traceback."""
     try:
         try:
-            return await handler(request)
+            raise error
         except UnknownKey as e:
             resolve = None if resolver_of is None else resolver_of(request.app)
             if resolve is None:

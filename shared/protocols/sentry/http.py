@@ -13,6 +13,7 @@ A repeated event_id is stored once: the queueing script claims `(project, event_
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -41,9 +42,13 @@ _NUMBER = re.compile(r"\d+")
 
 
 def auth_fields(value: str | None) -> dict[str, str]:
-    """`Sentry sentry_key=abc, sentry_version=7, ...` (X-Sentry-Auth or Authorization) as a dict."""
-    if not value:
-        return {}
+    """`Sentry sentry_key=abc, sentry_version=7, ...` (X-Sentry-Auth or Authorization) as a dict
+    (remembered per distinct value: an SDK sends the same one every time; do not change it)."""
+    return _auth_fields(value) if value else {}
+
+
+@functools.lru_cache(maxsize=256)
+def _auth_fields(value: str) -> dict[str, str]:
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "sentry":
         return {}
@@ -160,20 +165,21 @@ def _sent_at(env: wire.Envelope) -> dict[str, Any]:
 
 
 async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -> web.Response:
-    env = wire.parse_envelope(raw)
-    events = [item for item in env.items if item.type == "event"]
-    header_id = env.headers.get("event_id")
-    if len(events) > wire.MAX_EVENT_ITEMS:
-        raise ApiError(400, "invalid envelope: duplicate item: event")
-    metrics = request.app[METRICS]
+    env = wire.parse_envelope(raw)  # at most MAX_EVENT_ITEMS event items: it refuses more
+    event: wire.Item | None = None
     logs = False
     for item in env.items:
-        if item.type == wire.LOG_ITEM:
+        kind = item.type
+        if kind == "event":
+            event = item
+        elif kind == wire.LOG_ITEM:
             logs = True
-        elif item.type != "event":  # transactions, spans, sessions, ...: answered, counted, not kept
-            kind = item.type if item.type in DROPPED_TYPES else "other"
-            metrics.inc("sentry_items_dropped_total", type=kind)
-    if not events:
+        else:  # transactions, spans, sessions, ...: answered, counted, not kept
+            request.app[METRICS].inc(
+                "sentry_items_dropped_total", type=kind if kind in DROPPED_TYPES else "other"
+            )
+    header_id = env.headers.get("event_id")
+    if event is None:
         if logs:  # log items alone: queued whole, no event id to store once by
             new = Ids.new()
             log_facts = _sent_at(env)
@@ -182,13 +188,10 @@ async def _accept_envelope(request: web.Request, project: Project, raw: bytes) -
             entry = RawNotice(NAME, new.notice_id, new.location_id, project.id, raw, "", log_facts)
             await queue(request, project, [entry])
         return json_response({"id": wire.event_id({}, header_id)} if header_id else {})
-    for item in events:
-        if len(item.payload) > wire.MAX_EVENT:
-            raise ApiError(413, f"Event exceeds {wire.MAX_EVENT} bytes")
+    if len(event.payload) > wire.MAX_EVENT:
+        raise ApiError(413, f"Event exceeds {wire.MAX_EVENT} bytes")
     # The answer and the dedupe key: the header's event id, else (older SDKs) the event's own.
-    answer = (
-        wire.event_id({}, header_id) if header_id else wire.event_id(wire.event_object(events[0].payload))
-    )
+    answer = wire.event_id({}, header_id) if header_id else wire.event_id(wire.event_object(event.payload))
     facts: dict[str, Any] = {"event_id": answer, **_sent_at(env)}
     await _queue_once(request, project, answer, raw, facts)
     return json_response({"id": answer})
