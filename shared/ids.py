@@ -72,6 +72,13 @@ def _uuid7(ms: int | None) -> int:
     elif abs(ms - now) > _MAX_STEP_BACK_MS:
         # A caller's explicit, distant time (imports, tests): outside the process's sequence.
         return _value(ms, _entropy.take(2) & 0xFFF)
+    return _value(*_sequence(ms))
+
+
+def _sequence(ms: int, start: int | None = None) -> tuple[int, int]:
+    """(milliseconds, counter) of the process's next UUIDv7 made at `ms`; `start` gives the random
+    bits a new millisecond's counter starts from (read from the pool when not given)."""
+    global _last_ms, _seq
     if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
         ms = _last_ms
         _seq += 1
@@ -80,28 +87,18 @@ def _uuid7(ms: int | None) -> int:
             _seq = 0
     else:
         _last_ms = ms
-        _seq = _entropy.take(2) & 0x3FF  # random start, headroom to count up
-    return _value(ms, _seq)
+        _seq = (_entropy.take(2) if start is None else start) & 0x3FF  # random start, room to count up
+    return ms, _seq
 
 
 def notice_ids() -> tuple[str, str, int]:
     """A new notice's ids at once: its UUIDv7 (as `uuid7_text()`), its location id (as
     `location_id()`) and the UUIDv7's milliseconds. One entropy read and one hex format for both,
     since the gateway makes them for every request (3.0 -> ~1.9 us)."""
-    global _last_ms, _seq
-    ms = time.time_ns() // 1_000_000
     bits = _entropy.take(24)
-    if _last_ms - _MAX_STEP_BACK_MS < ms <= _last_ms:
-        ms = _last_ms
-        _seq += 1
-        if _seq > 0xFFF:  # counter exhausted: borrow the next millisecond
-            ms = _last_ms = _last_ms + 1
-            _seq = 0
-    else:
-        _last_ms = ms
-        _seq = (bits >> 182) & 0x3FF  # random start, headroom to count up
+    ms, seq = _sequence(time.time_ns() // 1_000_000, bits >> 182)
     rand_b = bits & ((1 << _NTH_SHIFT) - 1)
-    notice = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | _seq << 64 | 0x2 << 62 | rand_b
+    notice = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | seq << 64 | 0x2 << 62 | rand_b
     loc = (bits >> 54) & _MASK_128 & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
     h = f"{notice:032x}{loc:032x}"
     return (
