@@ -85,6 +85,50 @@ def _name_hints(fields: frozenset[str]) -> tuple[bytes, ...]:
     return tuple(sorted(n.encode() for n in kept))
 
 
+_ANCHORS = (b"key", b"auth", b"card", b"pass", b"sess")  # each a part of several default hints
+
+
+_MAX_PART_HITS = 64  # parts met in one body before the scan falls back to one search per hint
+
+
+@functools.lru_cache(maxsize=64)
+def _hint_scan(
+    fields: frozenset[str],
+) -> tuple[re.Pattern[bytes], tuple[tuple[bytes, tuple[bytes, ...]], ...]]:
+    """Every name hint and raw hint, grouped under a shorter part they share (`_ANCHORS`) or alone,
+    and one pattern finding any part: a body holding no part is cleared in one regex scan instead of
+    31 substring searches (~15 -> ~1-4 us a notice)."""
+    groups: dict[bytes, list[bytes]] = {}
+    for hint in (*_name_hints(fields), *_RAW_HINTS):
+        groups.setdefault(next((a for a in _ANCHORS if a in hint), hint), []).append(hint)
+    parts = tuple((part, tuple(hints)) for part, hints in groups.items())
+    return re.compile(b"|".join(re.escape(part) for part, _ in parts)), parts
+
+
+def could_be_sensitive(lowered: bytes, fields: frozenset[str]) -> bool:
+    """Whether a lowercased body holds any hint of a sensitive name or a credential.
+
+    Every hint holds its part, so a body holding a hint holds its part: the scan visits each place
+    any part starts (in order, overlapping ones too), and checks the hints of each part found, once.
+    A body with very many parts in it gets one plain search per hint instead (bounded)."""
+    pattern, parts = _hint_scan(fields)
+    checked: set[bytes] = set()
+    m = pattern.search(lowered)
+    hits = 0
+    while m is not None:
+        hits += 1
+        if hits > _MAX_PART_HITS:
+            return any(hint in lowered for _, hints in parts for hint in hints)
+        at = m.start()
+        for part, hints in parts:
+            if part not in checked and lowered.startswith(part, at):
+                checked.add(part)
+                if hints == (part,) or any(hint in lowered for hint in hints):
+                    return True
+        m = pattern.search(lowered, at + 1)
+    return False
+
+
 def _luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -286,12 +330,7 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
 
 def scrub_raw(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:
     """The raw JSON payload scrubbed; untouched bytes when nothing in it could be sensitive (cheap check)."""
-    lowered = raw.lower()
-    if (
-        not any(hint in lowered for hint in _name_hints(fields))
-        and not any(hint in lowered for hint in _RAW_HINTS)
-        and not _raw_has_card_shape(raw)
-    ):
+    if not could_be_sensitive(raw.lower(), fields) and not _raw_has_card_shape(raw):
         return raw
     try:
         data = orjson.loads(raw)

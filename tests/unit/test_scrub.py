@@ -1,5 +1,6 @@
 import orjson
 
+from shared import scrub as scrub_module
 from shared.scrub import DEFAULT_FIELDS, FILTERED, fields_for, scrub, scrub_notice, scrub_raw
 
 
@@ -81,3 +82,45 @@ def test_escaped_names_and_depth_in_the_raw_payload():
     assert orjson.loads(scrub_raw(raw)) == {"password": FILTERED, "x": "ok"}
     deep = b'{"k":' * 400 + b'"password=x"' + b"}" * 400
     assert b"password=x" not in scrub_raw(deep) and b"[Truncated]" in scrub_raw(deep)
+
+
+def _plain(lowered: bytes, fields: frozenset[str]) -> bool:
+    """The check `could_be_sensitive` replaces: one substring search per hint."""
+    hints = (*scrub_module._name_hints(fields), *scrub_module._RAW_HINTS)
+    return any(hint in lowered for hint in hints)
+
+
+def test_the_part_scan_finds_every_hint_the_plain_search_finds():
+    import random
+
+    rng = random.Random(7)
+    field_sets = [
+        scrub_module.DEFAULT_FIELDS,
+        scrub_module.DEFAULT_FIELDS | {"ca", "se", "x-keyboard", "pin"},  # parts of parts, a part inside
+    ]
+    filler = [
+        b"message",
+        b"session",
+        b"success",
+        b"monkey",
+        b"ssion",
+        b"sesn",
+        b"auto",
+        b"car",
+        b'"',
+        b" ",
+        b"_",
+    ]
+    for fields in field_sets:
+        hints = (*scrub_module._name_hints(fields), *scrub_module._RAW_HINTS)
+        bodies = [b"", b"nothing to see", b"sessn", b"xsessionidx", b"key" * 100, b"key" * 100 + b"token"]
+        for _ in range(3000):
+            pieces = [rng.choice(filler) for _ in range(rng.randint(0, 12))]
+            if rng.random() < 0.5:
+                pieces.insert(rng.randint(0, len(pieces)), rng.choice(hints))
+            bodies.append(b"".join(pieces))
+        for body in bodies:
+            assert scrub_module.could_be_sensitive(body, fields) == _plain(body, fields), (
+                body,
+                sorted(fields),
+            )
