@@ -304,3 +304,45 @@ async def test_backlog_over_the_limit_answers_503_not_growth(settings: Settings,
         assert set(acked) <= set(ids)
     finally:
         gw.stop()
+
+
+async def test_a_full_redis_answers_503_and_loses_nothing(settings: Settings, tmp_path: Path):
+    """Redis at its `maxmemory` (noeviction, what deploy/ sets): the queueing script is refused
+    whole, the gateway answers 503 with Retry-After, and every notice it answered 2xx is stored."""
+    import redis.asyncio as aioredis
+
+    assert settings.database_url
+    server = start_redis(tmp_path / "redis", appendonly=False)
+    client = aioredis.from_url(server.url)
+    pid, key = await new_project(settings.database_url)
+    env = service_env(settings.database_url, server.url)
+    gw = Service("services.gateway", env, tmp_path / "gateway.log").start()
+    url = f"http://127.0.0.1:{env['FAULTLINE_GATEWAY_PORT']}"
+    try:
+        await wait_http(f"{url}/healthz")
+        used = int((await client.info("memory"))["used_memory"])
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", str(used + 400_000))  # room for a few hundred notices
+        acked: list[str] = []
+        statuses: dict[int, int] = {}
+        for _ in range(40):  # bounded: 40 rounds of 100 notices fill 400 kB many times over
+            got, st, _ = await post_many(url, key, 100)
+            acked += got
+            statuses = merged(statuses, st)
+            if st.get(503):
+                break
+        assert statuses.get(503), f"Redis never filled up: {statuses}"
+        assert set(statuses) <= {201, 503}, statuses  # never a 500, never a 2xx it could not queue
+        assert acked, "nothing was accepted before Redis filled up"
+        await client.config_set("maxmemory", "0")  # room again: a worker drains what was accepted
+        wk = Service("services.worker", env, tmp_path / "worker.log").start()
+        try:
+            ids = await wait_stored(settings.database_url, pid, set(acked), timeout=60)
+        finally:
+            wk.stop()
+        report("full redis", sum(statuses.values()), len(acked), len(ids), statuses, 0)
+        assert set(acked) <= set(ids) and len(ids) == len(set(ids))
+    finally:
+        gw.stop()
+        await client.aclose()
+        server.stop()
