@@ -53,3 +53,21 @@ async def test_metrics_list_live_workers_only_and_the_backlog_limit(gateway, red
     text = await (await gateway.get("/metrics")).text()
     assert 'worker="gone-worker"' not in text
     assert "# TYPE faultline_worker_notices_stored_total counter" in text
+
+
+async def test_unknown_paths_and_methods_answer_json_404_and_405(gateway, query):
+    """The gateway has no middleware (its routes are guarded one by one, shared.web.guard): its
+    catch-all route still answers like the query service's middleware does."""
+    for client in (gateway, query):
+        resp = await client.get("/no/such/path", headers={"X-Request-Id": "rid-404"})
+        assert resp.status == 404 and await resp.json() == {"message": "Not Found"}
+        assert resp.headers["X-Request-Id"] == "rid-404"
+    resp = await gateway.get("/v1/notices")
+    assert resp.status == 405 and "POST" in resp.headers["Allow"]
+    assert (await resp.json())["message"] == "Method GET not allowed on /v1/notices"
+    resp = await gateway.delete("/api/v2/events")
+    assert resp.status == 405 and "POST" in resp.headers["Allow"]
+    assert (await gateway.head("/healthz")).status == 200  # aiohttp's HEAD beside each GET still works
+    text = await (await gateway.get("/metrics")).text()
+    assert re.search(r'^faultline_http_responses_total\{status="404"\} [1-9]', text, re.M)
+    assert re.search(r'^faultline_requests_rejected_total\{reason="method_not_allowed"\} [1-9]', text, re.M)
