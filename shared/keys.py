@@ -165,7 +165,7 @@ class KeyCache:
 
     def _hash(self, key: str) -> bytes:
         """`hash_key`, remembered for the last HASHES_KEPT distinct keys (one request hashed its key
-        up to three times: the prefetch, the check, the Sentry header)."""
+        more than once: the query service's prefetch, then its check)."""
         h = self._hashes.get(key)
         if h is None:
             if len(self._hashes) >= HASHES_KEPT:

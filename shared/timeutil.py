@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
-from typing import Any
 
 UTC = dt.UTC
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -20,15 +20,14 @@ def iso(value: dt.datetime | float | None) -> str | None:
     return f"{value.year:04d}-{value:%m-%dT%H:%M:%SZ}"  # %Y does not pad years before 1000
 
 
-_last_second: list[Any] = [None, ""]  # the last whole second `iso_epoch` formatted, and its text
-
-
 def iso_epoch(seconds: float) -> str:
-    """`iso(seconds)`, remembered for the last whole second (the gateway stamps every answer)."""
-    whole = int(seconds // 1)
-    if _last_second[0] != whole:
-        _last_second[0], _last_second[1] = whole, iso(float(whole))
-    return str(_last_second[1])
+    """`iso(seconds)`, remembered for the last few whole seconds (the gateway stamps every answer)."""
+    return _iso_second(int(seconds // 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(whole: int) -> str:
+    return iso(float(whole)) or ""
 
 
 def parse_iso(text: object) -> float | None:

@@ -196,7 +196,7 @@ ERROR_SHAPE = "faultline_error_shape"  # the attribute `error_shape` sets on a h
 
 def error_shape(shape: Callable[[ApiError], ApiError]) -> Callable[[Handler], Handler]:
     """Mark a handler whose errors answer in its protocol's own shape (Sentry's `{"detail"}`, ...):
-    the error middleware passes each of its ApiErrors through `shape`. An attribute, not a wrapper
+    the error mapping (`guard`, `error_middleware`) passes each of its ApiErrors through `shape`. An attribute, not a wrapper
     coroutine, so the handler's successful requests pay nothing for it."""
 
     def mark(handler: Handler) -> Handler:
@@ -429,7 +429,7 @@ async def read_body(request: web.Request, max_body: int, max_decompressed: int) 
         if "Content-Encoding" not in request.headers:
             raw = content.read_nowait()
             if len(raw) > max_body:
-                raise ApiError(413, f"Request body of {len(raw)} bytes exceeds the {max_body}-byte limit")
+                raise _too_large(len(raw), max_body)
             return raw
         return await _read_body(request, max_body, max_decompressed)
     try:
@@ -441,13 +441,17 @@ async def read_body(request: web.Request, max_body: int, max_decompressed: int) 
         ) from None
 
 
+def _too_large(size: int, max_body: int) -> ApiError:
+    return ApiError(413, f"Request body of {size} bytes exceeds the {max_body}-byte limit")
+
+
 async def _read_body(request: web.Request, max_body: int, max_decompressed: int) -> bytes:
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding not in SUPPORTED_ENCODINGS:
         raise ApiError(415, f"Unsupported Content-Encoding {encoding!r}; use gzip, deflate or br")
     length = request.content_length
     if length is not None and length > max_body:
-        raise ApiError(413, f"Request body of {length} bytes exceeds the {max_body}-byte limit")
+        raise _too_large(length, max_body)
     inflater = None if encoding == "identity" else _Inflater(encoding, max_decompressed)
     raw = bytearray()
     received = 0

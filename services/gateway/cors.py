@@ -80,7 +80,7 @@ def _preflight(methods: frozenset[str]) -> Handler:
 
 
 def finish(request: web.Request, response: web.StreamResponse) -> None:
-    """The CORS headers of an ingest route's answer to a browser (`finish` of the error middleware)."""
+    """The CORS headers of an ingest route's answer to a browser (the routes' guard calls it)."""
     origin = request.headers.get("Origin")
     if not origin or "Access-Control-Allow-Origin" in response.headers:
         return

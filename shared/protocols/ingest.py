@@ -50,7 +50,7 @@ def authenticate(request: web.Request, key: str | None = None) -> Project:
     cred: Credential | None = keys.lookup(key)
     if cred is None:
         if keys.worth_looking_up(key) and KEY_RESOLVED not in request:
-            raise UnknownKey(key)  # looked up by the middleware, which then runs the handler again
+            raise UnknownKey(key)  # looked up by the route's guard (shared.web), which runs the handler again
         raise ApiError(401, UNKNOWN_KEY)
     if cred.project is None:
         raise ApiError(403, "A user-scoped token cannot submit notices; use the project's client key")
@@ -139,9 +139,10 @@ async def queue(
         if limit
         else None
     )
-    encoded = [stream.encode(entries[0])] if len(entries) == 1 else [stream.encode(e) for e in entries]
     try:
-        stream_ids = await app[PUBLISHER].publish(encoded, once, counted, project_id=project.id)
+        stream_ids = await app[PUBLISHER].publish(
+            [stream.encode(e) for e in entries], once, counted, project_id=project.id
+        )
     except RateLimited as e:
         raise rate_limited(e.limit, e.retry_after) from e
     except QueueUnavailable as e:

@@ -82,8 +82,7 @@ def _key(request: web.Request) -> str | None:
     sentry_auth = headers.get("X-Sentry-Auth")
     if sentry_auth and not request.query_string and not any(h in headers for h in _OTHER_KEY_HEADERS):
         # What the SDKs send: the key in X-Sentry-Auth alone, so no other form can disagree with it.
-        found = auth_fields(sentry_auth).get("sentry_key")
-        return found.strip() or None if found else None
+        return (auth_fields(sentry_auth).get("sentry_key") or "").strip() or None
     return pick_key(headers, request.query, credential(request))
 
 
