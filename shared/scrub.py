@@ -85,46 +85,55 @@ def _name_hints(fields: frozenset[str]) -> tuple[bytes, ...]:
     return tuple(sorted(n.encode() for n in kept))
 
 
-_ANCHORS = (b"key", b"auth", b"card", b"pass", b"sess")  # each a part of several default hints
+# Short parts of the default hints, each starting with a letter rare in bodies: the scan's regex tries
+# its alternatives only where a first letter matches (k, v, w, c, u, s, \\, /), ~15% of a body's bytes
+# where "key|auth|card|pass|sess" met ~30%.
+_ANCHORS = (b"key", b"ken", b"kie", b"vv", b"word", b"wd", b"cret", b"uth", b"card", b"ssn", b"ssi", b"//")
 
 
-_MAX_PART_HITS = 64  # parts met in one body before the scan falls back to one search per hint
+_MAX_PART_HITS = 256  # parts met in one body before the scan falls back to one search per hint
 
 
 @functools.lru_cache(maxsize=64)
 def _hint_scan(
     fields: frozenset[str],
-) -> tuple[re.Pattern[bytes], tuple[tuple[bytes, tuple[bytes, ...]], ...]]:
-    """Every name hint and raw hint, grouped under a shorter part they share (`_ANCHORS`) or alone,
-    and one pattern finding any part: a body holding no part is cleared in one regex scan instead of
-    31 substring searches (~15 -> ~1-4 us a notice)."""
-    groups: dict[bytes, list[bytes]] = {}
-    for hint in (*_name_hints(fields), *_RAW_HINTS):
-        groups.setdefault(next((a for a in _ANCHORS if a in hint), hint), []).append(hint)
-    parts = tuple((part, tuple(hints)) for part, hints in groups.items())
-    return re.compile(b"|".join(re.escape(part) for part, _ in parts)), parts
+) -> tuple[re.Pattern[bytes], dict[bytes, tuple[tuple[bytes, int], ...]], tuple[bytes, ...]]:
+    """One pattern finding any part of any hint, longest first, and for each part it can match the
+    hints that may start at a known distance before it: those holding that part or a prefix of it
+    (a shorter part starting at the same place). A hint is then checked only at the one place a part
+    met implies, so a body is cleared in one regex scan instead of 31 substring searches over it."""
+    hints = (*_name_hints(fields), *_RAW_HINTS)
+    parts: dict[bytes, list[tuple[bytes, int]]] = {}
+    for hint in hints:
+        part = next((a for a in _ANCHORS if a in hint), hint)
+        parts.setdefault(part, []).append((hint, hint.index(part)))
+    longest_first = sorted(parts, key=len, reverse=True)
+    pattern = re.compile(b"|".join(re.escape(part) for part in longest_first))
+    implied = {
+        matched: tuple(found for part in parts if matched.startswith(part) for found in parts[part])
+        for matched in parts
+    }
+    return pattern, implied, hints
 
 
 def could_be_sensitive(lowered: bytes, fields: frozenset[str]) -> bool:
     """Whether a lowercased body holds any hint of a sensitive name or a credential.
 
-    Every hint holds its part, so a body holding a hint holds its part: the scan visits each place
-    any part starts (in order, overlapping ones too), and checks the hints of each part found, once.
-    A body with very many parts in it gets one plain search per hint instead (bounded)."""
-    pattern, parts = _hint_scan(fields)
-    checked: set[bytes] = set()
+    Every hint holds its part, so where a body holds a hint it holds that part at a known distance
+    from the hint's start: the scan visits each place any part starts (in order, overlapping ones
+    too) and checks there only the hints the part found implies. A body with very many parts in it
+    gets one plain search per hint instead (bounded)."""
+    pattern, implied, hints = _hint_scan(fields)
     m = pattern.search(lowered)
     hits = 0
     while m is not None:
         hits += 1
         if hits > _MAX_PART_HITS:
-            return any(hint in lowered for _, hints in parts for hint in hints)
+            return any(hint in lowered for hint in hints)
         at = m.start()
-        for part, hints in parts:
-            if part not in checked and lowered.startswith(part, at):
-                checked.add(part)
-                if hints == (part,) or any(hint in lowered for hint in hints):
-                    return True
+        for hint, offset in implied[m.group()]:
+            if at >= offset and lowered.startswith(hint, at - offset):
+                return True
         m = pattern.search(lowered, at + 1)
     return False
 
