@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -84,6 +85,18 @@ def setup_logging(service: str, level: int = logging.INFO) -> None:
         formatter.converter = time.gmtime  # type: ignore[assignment]
         handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+GC_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+
+
+def calm_gc() -> None:
+    """Fewer cyclic-GC passes: what was loaded at start is frozen out of them, and the young
+    generation is collected every 20,000 allocations instead of 700. A worker's batch of a thousand
+    notices allocates some 50 containers each, so by default it was scanned ~70 times a batch while
+    being built: 5.9 -> 0.6 us of collection per notice in the pure step; cycles are still freed."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD)
 
 
 def use_uvloop() -> None:

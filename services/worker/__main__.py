@@ -10,7 +10,7 @@ import signal
 from services.worker import delivery, health, store
 from services.worker.consumer import Consumer
 from shared import db, stream
-from shared.runtime import load_settings, resolve_urls, setup_logging, use_uvloop
+from shared.runtime import calm_gc, load_settings, resolve_urls, setup_logging, use_uvloop
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ async def serve() -> None:
 def main() -> None:
     setup_logging("worker")
     use_uvloop()
+    calm_gc()
     asyncio.run(serve())
 
 
