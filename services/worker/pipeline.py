@@ -127,11 +127,15 @@ def row(
     raw: bytes | None,
     scrub_fields: frozenset[str] | None,
     previous: tuple[str, int] | None = None,
+    keep_raw: bool = True,
 ) -> Row:
-    """One staging row, secrets scrubbed; raises on anything that cannot be stored."""
+    """One staging row, secrets scrubbed; raises on anything that cannot be stored.
+
+    `raw` is the body the notice came from: it tells whether the notice may hold a NUL, and is
+    stored (scrubbed) only where `keep_raw`, for the protocols whose reads answer with it."""
     if scrub_fields is not None:
         notice = scrub_notice(notice, scrub_fields)  # type: ignore[assignment,arg-type]
-        if raw is not None:
+        if raw is not None and keep_raw:
             raw = scrub_raw(raw, scrub_fields)
     received = dt.datetime.fromtimestamp(ids.uuid7_ms(nid) / 1000, UTC)
     occurred = notice.get("occurred_at")
@@ -158,13 +162,14 @@ def row(
         gv,
         _text(notice.get("file")),
         body,
-        raw,
+        raw if keep_raw else None,
         *(previous or (None, None)),
     )
 
 
 def legacy_row(entry: LegacyNotice, scrub_fields: frozenset[str] | None = DEFAULT_FIELDS) -> Row:
     """A format-1 entry's row: its notice, ids and grouping as the older gateway made them."""
+    protocol = BY_NAME.get(str(entry.notice.get("protocol")))
     return row(
         uuid.UUID(entry.notice_id),
         uuid.UUID(entry.location_id),
@@ -175,6 +180,7 @@ def legacy_row(entry: LegacyNotice, scrub_fields: frozenset[str] | None = DEFAUL
         entry.notice,
         entry.raw,
         scrub_fields,
+        keep_raw=protocol is None or protocol.keeps_raw,
     )
 
 
@@ -217,7 +223,21 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
             previous = (pfp, pv) if pfp != fp else None
         if given and defaulted is not None:
             defaulted.append(len(rows))
-        rows.append(row(nid, loc, entry.project_id, eid, fp, gv, notice, raw, rules.scrub, previous))
+        rows.append(
+            row(
+                nid,
+                loc,
+                entry.project_id,
+                eid,
+                fp,
+                gv,
+                notice,
+                raw,
+                rules.scrub,
+                previous,
+                protocol.keeps_raw,
+            )
+        )
     return rows
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from shared.model import Notice
 from shared.stream import RawNotice
 
-Decoded = tuple[Notice, bytes]  # a notice, and the bytes stored as its raw payload (/api/locate)
+Decoded = tuple[Notice, bytes]  # a notice, and the bytes it came from (stored where `keeps_raw`)
 
 
 class Undecodable(ValueError):
@@ -23,11 +23,15 @@ class Protocol:
 
     `decode` is pure and total (notices in the order the body holds them): a value it cannot use becomes null, clamped or truncated (and says so
     in the notice's `notes`); only a body holding no notice raises Undecodable.
+
+    `keeps_raw`: whether a read answers with the body as it was submitted (CrashLog's `/api/locate`
+    payload); only then is each notice's raw payload scrubbed and stored beside the canonical notice.
     """
 
     name: str
     routes: Callable[[], list[web.RouteDef]]
     decode: Callable[[RawNotice], list[Decoded]]
+    keeps_raw: bool = False
 
     def __post_init__(self) -> None:
         # Every decoder's notices pass bounds.finish: whatever a body held, the notice is storable.

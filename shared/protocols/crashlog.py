@@ -297,4 +297,4 @@ def routes() -> list[web.RouteDef]:
     return [web.post("/notify", notify)]
 
 
-PROTOCOL = Protocol(NAME, routes, decode)
+PROTOCOL = Protocol(NAME, routes, decode, keeps_raw=True)  # locate answers with the payload

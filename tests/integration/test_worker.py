@@ -153,7 +153,8 @@ async def test_secrets_are_scrubbed_before_postgresql(gateway, query, consumer, 
     await drain(consumer)
     async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT body, raw FROM notices WHERE error_id = $1", answer["error_id"])
-    stored = str(row["body"]) + row["raw"].decode()
+    assert row["raw"] is None  # only CrashLog's reads answer with the body as sent: only it is kept
+    stored = str(row["body"])
     for secret in ("hunter2", "4111", "sid=1", '"abc"'):
         assert secret not in stored, secret
     resp = await query.get(f"/v1/errors/{answer['error_id']}", headers={"Api-Key": user_token})
