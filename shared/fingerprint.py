@@ -39,10 +39,13 @@ what an existing one produces; a project moves to it through a transition window
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from shared.frames import grouping_facts, in_app
 from shared.model import ExceptionInfo, Notice
@@ -169,9 +172,30 @@ def _stack_parts(
     return parts
 
 
+@functools.lru_cache(maxsize=4096)
+def _stack_parts_of(chain_json: bytes, app: tuple[str, ...], lib: tuple[str, ...]) -> tuple[str, ...] | None:
+    parts = _stack_parts(orjson.loads(chain_json), app, lib)
+    return None if parts is None else tuple(parts)
+
+
+def _chain_stack_parts(
+    chain: Sequence[ExceptionInfo], app: tuple[str, ...], lib: tuple[str, ...]
+) -> list[str] | None:
+    """`_stack_parts`, remembered per distinct chain of types and frames: clients send the same few
+    stacks again and again, and serialising a chain to name it costs a fifth of walking its frames
+    (5 frames: 0.8 against 4.1 us). A chain that does not serialise (not the canonical shape) is
+    walked."""
+    try:
+        named = orjson.dumps([{"type": exc.get("type"), "frames": exc.get("frames")} for exc in chain])
+    except (TypeError, AttributeError, orjson.JSONEncodeError):
+        return _stack_parts(chain, app, lib)
+    parts = _stack_parts_of(named, app, lib)
+    return None if parts is None else list(parts)
+
+
 def has_stack_parts(chain: Sequence[ExceptionInfo], app: tuple[str, ...], lib: tuple[str, ...]) -> bool:
     """Whether rule 2 groups this chain by its frames (then no message enters the fingerprint)."""
-    return _stack_parts(chain, app, lib) is not None
+    return _chain_stack_parts(chain, app, lib) is not None
 
 
 def default_parts(
@@ -188,7 +212,7 @@ def default_parts(
             parts.append(parameterize(notice.get("message"), version))
         return parts
     chain = notice.get("exceptions") or []
-    stack = _stack_parts(chain, app_patterns, library_patterns)
+    stack = _chain_stack_parts(chain, app_patterns, library_patterns)
     if stack is not None:
         return stack
     types = [short_type(e.get("type")) for e in chain if e.get("type")] or [

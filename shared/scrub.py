@@ -315,8 +315,26 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
     if not isinstance(exc, dict) or not isinstance(exc.get("frames"), list):
         return scrub(exc, fields, 2)
     out = {k: (v if k == "frames" else scrub(v, fields, 3)) for k, v in exc.items()}
+    try:
+        named = orjson.dumps(exc["frames"])
+    except TypeError:  # orjson.JSONEncodeError: not the canonical shape
+        out["frames"] = _frames(exc["frames"], fields)
+    else:
+        out["frames"] = _frames_of(named, fields)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _frames_of(frames_json: bytes, fields: frozenset[str]) -> list[Any]:
+    """Scrubbed frames remembered per distinct stack: the same few stacks come in notice after notice,
+    and serialising one to name it costs a sixth of walking it (5 frames: 0.7 against 4-5 us). The
+    list is shared by every notice with that stack: nothing changes a notice after it is scrubbed."""
+    return _frames(orjson.loads(frames_json), fields)
+
+
+def _frames(given: list[Any], fields: frozenset[str]) -> list[Any]:
     frames = []
-    for f in exc["frames"]:
+    for f in given:
         if not isinstance(f, dict):
             frames.append(scrub(f, fields, 3))
             continue
@@ -333,8 +351,7 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
             else:
                 g[k] = scrub({k: v}, fields, 3)[k]
         frames.append(g)
-    out["frames"] = frames
-    return out
+    return frames
 
 
 def scrub_raw(raw: bytes, fields: frozenset[str] = DEFAULT_FIELDS) -> bytes:

@@ -303,3 +303,21 @@ def test_fingerprint_never_raises(
     frames = [frame(file, function, module=module, in_app=flag) for file, module, function, flag in raw]
     n = notice(frames, message=message or "", client_fingerprint=client)
     assert re.fullmatch(r"[0-9a-f]{40}", fingerprint(n, ("*a*",), ("*b*",)))
+
+
+def test_stack_parts_remembered_per_chain_equal_a_walk() -> None:
+    from shared import fingerprint as fp
+
+    chain: list = [
+        {
+            "type": "E",
+            "frames": [{"file": "app/a.py", "function": "f", "in_app": True}, {"file": "lib/b.py"}],
+        },
+        {"type": "Cause", "frames": [{"module": "m", "function": "g"}]},
+    ]
+    walked = fp._stack_parts(chain, (), ())
+    assert walked and fp._chain_stack_parts(chain, (), ()) == walked  # remembered
+    assert fp._chain_stack_parts(chain, (), ()) == walked  # from the memo
+    assert fp._chain_stack_parts(chain, ("lib/*",), ()) == fp._stack_parts(chain, ("lib/*",), ())
+    odd: list = [{"type": "E", "frames": [{"file": "app/a.py", "function": "f", 1: "x"}]}]  # not JSON: walked
+    assert fp._chain_stack_parts(odd, (), ()) == fp._stack_parts(odd, (), ())

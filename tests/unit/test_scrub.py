@@ -124,3 +124,21 @@ def test_the_part_scan_finds_every_hint_the_plain_search_finds():
                 body,
                 sorted(fields),
             )
+
+
+def test_frames_remembered_per_stack_are_scrubbed_like_a_walk():
+    frames = [
+        {"file": "https://cdn.example/a.js?api_key=abc", "function": "f", "line": 3, "in_app": True},
+        {"file": "app/x.rb", "function": "g", "line": 4, "vars": {"password": "hunter2", "n": 1}},
+    ]
+    walked = scrub_module._frames(frames, DEFAULT_FIELDS)
+    assert walked[0]["file"] == f"https://cdn.example/a.js?api_key={FILTERED}"
+    assert walked[1]["vars"] == {"password": FILTERED, "n": 1}
+    for _ in range(2):  # the second time from the memo
+        out = scrub_notice({"exceptions": [{"type": "E", "message": "m", "frames": frames}]})
+        assert out["exceptions"][0]["frames"] == walked
+    assert frames[1]["vars"]["password"] == "hunter2"  # the input is not modified
+    odd = [{"file": "x.py", "vars": {1: "password=x"}}]  # a key JSON cannot hold: walked instead
+    assert scrub_notice({"exceptions": [{"frames": odd}]})["exceptions"][0]["frames"] == [
+        {"file": "x.py", "vars": {1: f"password={FILTERED}"}}
+    ]
