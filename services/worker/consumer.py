@@ -33,7 +33,9 @@ Ahead = tuple[list[Entry], "pipeline.Batch"]  # a batch read and decoded, not ye
 # waits on PostgreSQL in the same loop, and each of its round trips resumes only at a yield. With
 # 250-entry slices (~27 ms) a write stalled at every step and the worker idled 22% of a drain
 # (5,274/s, 0.43 of the write_batch ceiling); 2 ms slices: 0.93 busy, 0.56-0.58 (tests/bench/quick_workers.py).
-DECODE_SLICE_S = 0.002
+# Once decoding got faster than the write, the slice was what PostgreSQL waited on: 2 ms -> 1 ms took
+# a drain from 0.73-0.76 to 0.75-0.82 of the ceiling (mean 0.79); 0.5 ms did no better.
+DECODE_SLICE_S = 0.001
 MAX_DELIVERIES = 5  # an entry delivered this often without being acknowledged is poison
 TRANSIENT = (
     OSError,
