@@ -101,7 +101,10 @@ ON CONFLICT (hook_id, cause) DO NOTHING
 
 async def record(conn: Conn) -> None:
     """The batch's webhook events into the outbox; call inside write_batch's transaction, after WRITE."""
-    await conn.execute(RECORD)
+    # fetch, not execute: asyncpg sends a statement without arguments as a simple query, which
+    # PostgreSQL plans afresh every time (~0.9 ms for this one, ~10x its execution with no hooks);
+    # fetch prepares it once per connection and runs the cached plan.
+    await conn.fetch(RECORD)
 
 
 def with_deploys(insert: str) -> str:
