@@ -172,7 +172,10 @@ def _stack_parts(
     return parts
 
 
-@functools.lru_cache(maxsize=4096)
+MEMO_CHAIN_BYTES = 8192  # chains remembered only up to this size as JSON, 1,024 of them: ~8 MiB of keys
+
+
+@functools.lru_cache(maxsize=1024)
 def _stack_parts_of(chain_json: bytes, app: tuple[str, ...], lib: tuple[str, ...]) -> tuple[str, ...] | None:
     parts = _stack_parts(orjson.loads(chain_json), app, lib)
     return None if parts is None else tuple(parts)
@@ -183,11 +186,13 @@ def _chain_stack_parts(
 ) -> list[str] | None:
     """`_stack_parts`, remembered per distinct chain of types and frames: clients send the same few
     stacks again and again, and serialising a chain to name it costs a fifth of walking its frames
-    (5 frames: 0.8 against 4.1 us). A chain that does not serialise (not the canonical shape) is
-    walked."""
+    (5 frames: 0.8 against 4.1 us). A chain that does not serialise (not the canonical shape) or is
+    larger than MEMO_CHAIN_BYTES is walked."""
     try:
         named = orjson.dumps([{"type": exc.get("type"), "frames": exc.get("frames")} for exc in chain])
     except (TypeError, AttributeError, orjson.JSONEncodeError):
+        return _stack_parts(chain, app, lib)
+    if len(named) > MEMO_CHAIN_BYTES:
         return _stack_parts(chain, app, lib)
     parts = _stack_parts_of(named, app, lib)
     return None if parts is None else list(parts)

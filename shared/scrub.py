@@ -318,13 +318,21 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
     try:
         named = orjson.dumps(exc["frames"])
     except TypeError:  # orjson.JSONEncodeError: not the canonical shape
-        out["frames"] = _frames(exc["frames"], fields)
-    else:
+        named = None
+    if named is not None and len(named) <= MEMO_STACK_BYTES:
         out["frames"] = _frames_of(named, fields)
+    else:
+        out["frames"] = _frames(exc["frames"], fields)
     return out
 
 
-@functools.lru_cache(maxsize=4096)
+# Stacks remembered only up to this size (as JSON), 1,024 of them: the memo holds at most ~8 MiB of
+# keys and ~50 MiB of scrubbed frames, however large and varied the stacks clients send (500 frames of
+# 50 context lines would be ~1 MB each). Most stacks are 1-10 KB.
+MEMO_STACK_BYTES = 8192
+
+
+@functools.lru_cache(maxsize=1024)
 def _frames_of(frames_json: bytes, fields: frozenset[str]) -> list[Any]:
     """Scrubbed frames remembered per distinct stack: the same few stacks come in notice after notice,
     and serialising one to name it costs a sixth of walking it (5 frames: 0.7 against 4-5 us). The

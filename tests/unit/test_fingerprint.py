@@ -321,3 +321,14 @@ def test_stack_parts_remembered_per_chain_equal_a_walk() -> None:
     assert fp._chain_stack_parts(chain, ("lib/*",), ()) == fp._stack_parts(chain, ("lib/*",), ())
     odd: list = [{"type": "E", "frames": [{"file": "app/a.py", "function": "f", 1: "x"}]}]  # not JSON: walked
     assert fp._chain_stack_parts(odd, (), ()) == fp._stack_parts(odd, (), ())
+
+
+def test_large_chains_are_walked_not_remembered() -> None:
+    from shared import fingerprint as fp
+
+    big: list = [
+        {"type": "E", "frames": [{"file": f"app/f{i}.py", "function": "f" * 300} for i in range(40)]}
+    ]
+    before = fp._stack_parts_of.cache_info().currsize
+    assert fp._chain_stack_parts(big, (), ()) == fp._stack_parts(big, (), ())
+    assert fp._stack_parts_of.cache_info().currsize == before

@@ -142,3 +142,12 @@ def test_frames_remembered_per_stack_are_scrubbed_like_a_walk():
     assert scrub_notice({"exceptions": [{"frames": odd}]})["exceptions"][0]["frames"] == [
         {"file": "x.py", "vars": {1: f"password={FILTERED}"}}
     ]
+
+
+def test_large_stacks_are_walked_not_remembered():
+    big = [{"file": f"app/f{i}.py", "function": "f", "pre_context": ["x = 1"] * 50} for i in range(40)]
+    assert len(orjson.dumps(big)) > scrub_module.MEMO_STACK_BYTES
+    before = scrub_module._frames_of.cache_info().currsize
+    out = scrub_notice({"exceptions": [{"type": "E", "frames": big}]})
+    assert out["exceptions"][0]["frames"] == scrub_module._frames(big, DEFAULT_FIELDS)
+    assert scrub_module._frames_of.cache_info().currsize == before
