@@ -149,6 +149,7 @@ class KeyCache:
         self._lookups: asyncio.Task[None] | None = None
         self._last_lookup = -LOOKUP_PAUSE
         self._reload_wanted = asyncio.Event()
+        self._reloading = 0  # full reloads running now
         self.stats = dict.fromkeys(("lookup_queries", "looked_up", "not_looked_up", "notifications"), 0)
 
     def lookup(self, key: str | None) -> Credential | None:
@@ -317,7 +318,19 @@ class KeyCache:
 
     # ---- full reloads ----
 
+    @property
+    def settled(self) -> bool:
+        """No full reload running or wanted: what the cache holds now stays until the next change."""
+        return not self._reloading and not self._reload_wanted.is_set()
+
     async def reload(self) -> None:
+        self._reloading += 1
+        try:
+            await self._reload()
+        finally:
+            self._reloading -= 1
+
+    async def _reload(self) -> None:
         seq = self._seq
         async with self._pool.acquire() as conn:
             prows = await conn.fetch("SELECT id, name, settings, config, config_version FROM projects")

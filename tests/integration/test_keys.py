@@ -67,8 +67,19 @@ async def _post(gateway: TestClient, key: str) -> int:
     return resp.status
 
 
+async def _settled(services: Services, project_id: int) -> None:
+    """Wait until both caches have taken in a new project (its notification makes them reload) and no
+    reload is left to run: a reload after a silent key's insert would find that key."""
+    caches = [services.cache("gateway"), services.cache("query")]
+    deadline = time.monotonic() + 10
+    while not all(project_id in c.projects and c.settled for c in caches):
+        assert time.monotonic() < deadline, "the key caches did not settle"
+        await asyncio.sleep(0.01)
+
+
 async def _silent_key(pool: asyncpg.Pool, scope: str, project_id: int | None) -> str:
-    """A key inserted with the notification trigger off: only a look-up can find it."""
+    """A key inserted with the notification trigger off: only a look-up can find it (call
+    `_settled` first, so that no reload still under way reads it)."""
     secret = keys.new_client_key() if scope == "client" else keys.new_user_token()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
@@ -102,6 +113,7 @@ async def _refused_within(send, ok: int, refused: int, within: float) -> float:
 async def test_a_key_nobody_was_told_about_works_on_its_first_request(hour_refresh: Services, pool):
     project = await make_project(pool)
     gateway_cache, query_cache = hour_refresh.cache("gateway"), hour_refresh.cache("query")
+    await _settled(hour_refresh, project.id)
     key = await _silent_key(pool, "client", project.id)
     token = await _silent_key(pool, "user", None)
     assert gateway_cache.lookup(key) is None and query_cache.lookup(token) is None  # not heard of
@@ -119,6 +131,7 @@ async def test_a_key_in_the_body_works_on_its_first_request(hour_refresh: Servic
     after the look-up, on the body it already read."""
     project = await make_project(pool)
     cache = hour_refresh.cache("gateway")
+    await _settled(hour_refresh, project.id)
     key = await _silent_key(pool, "client", project.id)
     payload = {"notifier": {"name": "crashlog"}, "event": {"class_name": "E", "message": "first"}}
     form = urlencode({"auth_token": key, "payload": orjson.dumps(payload).decode()}).encode()
