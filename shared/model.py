@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+import orjson
+
 
 class Frame(TypedDict):
     """One stack frame, whatever language or protocol it came from."""
@@ -76,3 +78,18 @@ def frame(
         "column": column,
         "in_app": in_app,
     }
+
+
+MEMO_STACK_BYTES = 8192  # stacks larger than this as JSON are not remembered (most are 1-10 KB)
+
+
+def stack_key(value: Any) -> bytes | None:
+    """A stack's name for the memos of its per-stack work (scrubbing, grouping): its JSON, which
+    costs a fraction of walking it (5 frames: ~0.7 against 4-5 us). None for a value that is not
+    the canonical shape (JSON cannot hold it) or is larger than MEMO_STACK_BYTES, which bounds what
+    a memo of 1,024 stacks keeps (500 frames of 50 context lines would be ~1 MB each)."""
+    try:
+        key = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return None
+    return key if len(key) <= MEMO_STACK_BYTES else None

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from shared.model import stack_key
+
 FILTERED = "[Filtered]"
 DEFAULT_FIELDS = frozenset(
     {
@@ -315,28 +317,16 @@ def _exception(exc: Any, fields: frozenset[str]) -> Any:
     if not isinstance(exc, dict) or not isinstance(exc.get("frames"), list):
         return scrub(exc, fields, 2)
     out = {k: (v if k == "frames" else scrub(v, fields, 3)) for k, v in exc.items()}
-    try:
-        named = orjson.dumps(exc["frames"])
-    except TypeError:  # orjson.JSONEncodeError: not the canonical shape
-        named = None
-    if named is not None and len(named) <= MEMO_STACK_BYTES:
-        out["frames"] = _frames_of(named, fields)
-    else:
-        out["frames"] = _frames(exc["frames"], fields)
+    named = stack_key(exc["frames"])
+    out["frames"] = _frames(exc["frames"], fields) if named is None else _frames_of(named, fields)
     return out
-
-
-# Stacks remembered only up to this size (as JSON), 1,024 of them: the memo holds at most ~8 MiB of
-# keys and ~50 MiB of scrubbed frames, however large and varied the stacks clients send (500 frames of
-# 50 context lines would be ~1 MB each). Most stacks are 1-10 KB.
-MEMO_STACK_BYTES = 8192
 
 
 @functools.lru_cache(maxsize=1024)
 def _frames_of(frames_json: bytes, fields: frozenset[str]) -> list[Any]:
-    """Scrubbed frames remembered per distinct stack: the same few stacks come in notice after notice,
-    and serialising one to name it costs a sixth of walking it (5 frames: 0.7 against 4-5 us). The
-    list is shared by every notice with that stack: nothing changes a notice after it is scrubbed."""
+    """Scrubbed frames remembered per distinct stack (`stack_key`): the same few stacks come in
+    notice after notice. The list is shared by every notice with that stack: nothing changes a
+    notice after it is scrubbed."""
     return _frames(orjson.loads(frames_json), fields)
 
 

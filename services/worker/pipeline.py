@@ -235,7 +235,7 @@ def raw_rows(entry: RawNotice, rules: Rules, defaulted: list[int] | None = None)
                 raw,
                 rules.scrub,
                 previous,
-                protocol.keeps_raw,
+                keep_raw=protocol.keeps_raw,
             )
         )
     return rows

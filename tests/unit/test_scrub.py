@@ -1,6 +1,7 @@
 import orjson
 
 from shared import scrub as scrub_module
+from shared.model import MEMO_STACK_BYTES
 from shared.scrub import DEFAULT_FIELDS, FILTERED, fields_for, scrub, scrub_notice, scrub_raw
 
 
@@ -146,7 +147,7 @@ def test_frames_remembered_per_stack_are_scrubbed_like_a_walk():
 
 def test_large_stacks_are_walked_not_remembered():
     big = [{"file": f"app/f{i}.py", "function": "f", "pre_context": ["x = 1"] * 50} for i in range(40)]
-    assert len(orjson.dumps(big)) > scrub_module.MEMO_STACK_BYTES
+    assert len(orjson.dumps(big)) > MEMO_STACK_BYTES
     before = scrub_module._frames_of.cache_info().currsize
     out = scrub_notice({"exceptions": [{"type": "E", "frames": big}]})
     assert out["exceptions"][0]["frames"] == scrub_module._frames(big, DEFAULT_FIELDS)
